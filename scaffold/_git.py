@@ -1,0 +1,87 @@
+"""The only module that runs git. Every function takes the repository root and returns plain data."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import tarfile
+from pathlib import Path
+
+from packaging.version import InvalidVersion, Version
+
+from .errors import GitError, NotATemplateRepo
+
+
+def run(root: Path, *args: str, check: bool = True) -> str:
+    proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise GitError(f"git {' '.join(args)} failed in {root}: {proc.stderr.strip().splitlines()[-1:]}")
+    return proc.stdout
+
+
+def toplevel(path: Path) -> Path:
+    proc = subprocess.run(["git", "-C", str(path), "rev-parse", "--show-toplevel"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise NotATemplateRepo(f"{path} is not inside a git repository; run smt from a clone of the SMT repository")
+    return Path(proc.stdout.strip())
+
+
+def head_commit(root: Path) -> str:
+    proc = subprocess.run(["git", "-C", str(root), "rev-parse", "--verify", "HEAD"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise NotATemplateRepo(f"{root} has no commit yet; commit the template first")
+    return proc.stdout.strip()
+
+
+def resolve(root: Path, ref: str) -> str | None:
+    """The full sha of ``ref`` (a tag, a sha, or copier's ``describe`` form ``v1-3-gabc123``), or None."""
+    candidates = [ref]
+    if "-g" in ref:
+        candidates.append(ref.rsplit("-g", 1)[1])
+    for candidate in candidates:
+        proc = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}"],
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode == 0:
+            return proc.stdout.strip()
+    return None
+
+
+def latest_version_tag(root: Path) -> str | None:
+    """The highest tag that parses as a PEP 440 version (copier's own rule), or None."""
+    best: tuple[Version, str] | None = None
+    for tag in run(root, "tag", "--list").split():
+        try:
+            version = Version(tag)
+        except InvalidVersion:
+            continue
+        if not version.is_prerelease and (best is None or version > best[0]):
+            best = (version, tag)
+    return best[1] if best else None
+
+
+def dirty_paths(root: Path, *paths: str) -> list[str]:
+    """Uncommitted (modified, staged or untracked) files under ``paths``."""
+    out = run(root, "status", "--porcelain", "--untracked-files=all", "--", *paths)
+    return [line[3:] for line in out.splitlines() if line.strip()]
+
+
+def changed_between(root: Path, commit: str, *paths: str) -> bool:
+    """Whether ``paths`` differ between ``commit`` and HEAD."""
+    proc = subprocess.run(
+        ["git", "-C", str(root), "diff", "--quiet", commit, "HEAD", "--", *paths], capture_output=True, text=True
+    )
+    if proc.returncode > 1:
+        raise GitError(f"git diff {commit} HEAD failed: {proc.stderr.strip()}")
+    return proc.returncode == 1
+
+
+def export_tree(root: Path, commit: str, dest: Path, *paths: str) -> None:
+    """Write ``paths`` as of ``commit`` into ``dest`` (git archive; no clone, no checkout)."""
+    proc = subprocess.run(["git", "-C", str(root), "archive", "--format=tar", commit, "--", *paths], capture_output=True)
+    if proc.returncode != 0:
+        raise GitError(f"git archive {commit} failed: {proc.stderr.decode().strip()}")
+    with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
+        tar.extractall(dest, filter="data")

@@ -1,0 +1,39 @@
+"""``smt``: parses arguments, calls the library, renders results. One exit path for typed errors."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rich.console import Console
+
+from ..errors import SmtError
+from . import demo, new, status
+
+COMMANDS = {"new": new, "status": status, "demo": demo}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smt", description="Standard Model Template: one template, a fleet of models")
+    parser.add_argument("--repo", help="the SMT repository (default: the git repository of the current directory)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, module in COMMANDS.items():
+        module.register(sub.add_parser(name, help=module.HELP, description=module.HELP))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(highlight=False)
+    try:
+        return COMMANDS[args.command].run(args, console)
+    except SmtError as exc:
+        Console(stderr=True, highlight=False).print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

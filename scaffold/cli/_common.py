@@ -1,0 +1,28 @@
+"""Helpers shared by the command modules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from ..errors import SmtError
+from ..template import TemplateRepo
+
+
+def repo_of(args) -> TemplateRepo:
+    return TemplateRepo.find(Path(args.repo) if args.repo else None)
+
+
+def parse_data(items: list[str]) -> dict:
+    """``KEY=VALUE`` pairs; values are YAML (``events=[click, buy]``, ``embedding_dim=32``)."""
+    data = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise SmtError(f"--data {item!r} must look like KEY=VALUE, e.g. --data embedding_dim=32")
+        try:
+            data[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise SmtError(f"--data {item!r}: the value is not valid YAML") from None
+    return data

@@ -1,0 +1,51 @@
+"""``smt demo``: the whole loop on an embedded default, in about a minute."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.table import Table
+
+from ..demo import run_demo
+from ._common import repo_of
+
+HELP = "render a fresh package, train it on synthetic data, evaluate, export; print metrics and capacity"
+
+
+def register(p) -> None:
+    p.add_argument("--seconds", type=float, default=60.0, help="training time budget (default 60)")
+    p.add_argument("--rows", type=int, default=100_000, help="synthetic train rows (default 100,000)")
+    p.add_argument("--workdir", default="build/demo", help="where the demo package goes (replaced)")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON at the end")
+
+
+def run(args, console) -> int:
+    repo = repo_of(args)
+    workdir = Path(args.workdir)
+    result = run_demo(repo, workdir if workdir.is_absolute() else repo.root / workdir, args.seconds, args.rows,
+                      echo=console.print)
+    train = result["train"]
+    console.print(
+        f"trained {train['steps']} steps in {train['train_seconds']:.1f} s "
+        f"({train['samples_per_second']:,.0f} samples/s); best step {train['best_step']}"
+    )
+    table = Table(title="test metrics per event")
+    for column in ("event", "rows", "logloss", "NE", "AUC", "calibration"):
+        table.add_column(column, justify="right")
+    for event, m in result["test"].items():
+        table.add_row(event, f"{m['rows']:,}", f"{m['logloss']:.4f}", f"{m['ne']:.4f}", f"{m['auc']:.4f}",
+                      f"{m['calibration']:.3f}")
+    console.print(table)
+    cap, exp = result["capacity"], result["export"]
+    console.print(
+        f"capacity: {cap['parameters']:,} parameters ({cap['embedding_bytes'] / 1e6:.2f} MB of embeddings), "
+        f"{cap['dense_flops_per_example']:,.0f} dense FLOPs/example"
+    )
+    console.print(
+        f"export: {exp['artifact']} parity max |diff| {exp['parity_max_abs_diff']:.1e}; "
+        f"p50 latency ms by batch {exp['latency_ms_p50']}"
+    )
+    if args.json:
+        print(json.dumps(result, indent=2))
+    return 0

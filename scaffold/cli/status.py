@@ -1,0 +1,44 @@
+"""``smt status``: per package, its template version, answers, drift and whether it is behind."""
+
+from __future__ import annotations
+
+import json
+
+from rich.table import Table
+
+from ..status import fleet_status
+from ._common import repo_of
+
+HELP = "show every package's template version, techniques, drift and state"
+
+
+def register(p) -> None:
+    p.add_argument("names", nargs="*", help="only these packages")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def run(args, console) -> int:
+    statuses = fleet_status(repo_of(args), args.names or None)
+    if args.json:
+        print(json.dumps([s.to_dict() for s in statuses], indent=2))
+        return 0
+    table = Table(title=f"{len(statuses)} package(s)")
+    for column in ("package", "version", "interaction", "towers", "events", "state", "drift", "dirty"):
+        table.add_column(column)
+    for s in statuses:
+        drift = ", ".join(f"{d.path} ({d.kind})" for d in s.drift) or ("?" if s.note else "none")
+        table.add_row(
+            s.name,
+            str(s.version),
+            str(s.answers.get("interaction")),
+            str(s.answers.get("towers")),
+            ",".join(s.answers.get("events", [])),
+            s.state,
+            drift,
+            "yes" if s.dirty else "no",
+        )
+    console.print(table)
+    for s in statuses:
+        if s.note:
+            console.print(f"{s.name}: {s.note}")
+    return 0

@@ -1,0 +1,106 @@
+"""Fleet status: per package, its template version, answers, drift and whether it is behind."""
+
+from __future__ import annotations
+
+import filecmp
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import _copier, _git
+from .fleet import Package, discover
+from .template import TemplateRepo, is_model_owned, model_owned_patterns
+
+UP_TO_DATE, BEHIND, UNKNOWN = "up to date", "behind", "unknown version"
+
+
+@dataclass(frozen=True)
+class FileDrift:
+    """A template-owned file whose content differs from a fresh render (``modified``) or is gone (``deleted``)."""
+
+    path: str
+    kind: str
+
+
+@dataclass
+class PackageStatus:
+    name: str
+    path: str
+    version: str | None
+    state: str
+    dirty: bool
+    answers: dict
+    drift: list[FileDrift] = field(default_factory=list)
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def render_answers(template_dir: Path, answers: dict, out: Path) -> Path:
+    """A fresh render of ``answers`` from a plain template copy into ``out``."""
+    _copier.render(str(template_dir), out, _copier.user_answers(answers), None, cwd=template_dir)
+    return out
+
+
+def compare_to_render(package: Path, rendered: Path, patterns: list[str]) -> list[FileDrift]:
+    """Template-owned files of ``rendered`` that differ in, or are missing from, ``package``."""
+    drift = []
+    for file in sorted(p for p in rendered.rglob("*") if p.is_file()):
+        rel = file.relative_to(rendered).as_posix()
+        if rel == _copier.ANSWERS_FILE or is_model_owned(rel, patterns):
+            continue
+        mine = package / rel
+        if not mine.is_file():
+            drift.append(FileDrift(rel, "deleted"))
+        elif not filecmp.cmp(file, mine, shallow=False):
+            drift.append(FileDrift(rel, "modified"))
+    return drift
+
+
+def fleet_status(repo: TemplateRepo, names: list[str] | None = None) -> list[PackageStatus]:
+    """Status of every package (or of ``names``); renders each recorded template version once."""
+    packages = discover(repo, names)
+    by_commit: dict[str | None, list[Package]] = {}
+    for package in packages:
+        commit = repo.resolve(package.version) if package.version else None
+        by_commit.setdefault(commit, []).append(package)
+    statuses = []
+    for commit, group in by_commit.items():
+        if commit is None:
+            statuses += [_unknown(repo, p) for p in group]
+            continue
+        with repo.snapshot(commit) as template_dir:
+            statuses += [_status(repo, p, commit, template_dir) for p in group]
+    return sorted(statuses, key=lambda s: s.name)
+
+
+def _status(repo: TemplateRepo, package: Package, commit: str, template_dir: Path) -> PackageStatus:
+    with tempfile.TemporaryDirectory(prefix="smt-status-") as tmp:
+        rendered = render_answers(template_dir, package.answers, Path(tmp) / package.name)
+        drift = compare_to_render(package.path, rendered, model_owned_patterns(template_dir, package.answers))
+    return PackageStatus(
+        name=package.name,
+        path=str(package.path.relative_to(repo.root)),
+        version=package.version,
+        state=BEHIND if repo.changed_since(commit) else UP_TO_DATE,
+        dirty=_is_dirty(repo, package),
+        answers=package.questions,
+        drift=drift,
+    )
+
+
+def _unknown(repo: TemplateRepo, package: Package) -> PackageStatus:
+    return PackageStatus(
+        name=package.name,
+        path=str(package.path.relative_to(repo.root)),
+        version=package.version,
+        state=UNKNOWN,
+        dirty=_is_dirty(repo, package),
+        answers=package.questions,
+        note=f"template version {package.version!r} is not in this clone (fetch its tags/commits); drift unknown",
+    )
+
+
+def _is_dirty(repo: TemplateRepo, package: Package) -> bool:
+    return bool(_git.dirty_paths(repo.root, str(package.path.relative_to(repo.root))))

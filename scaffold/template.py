@@ -1,0 +1,80 @@
+"""The template repository: where it is, which version, which files each package owns."""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import yaml
+
+from . import _git
+from .errors import NotATemplateRepo
+
+TEMPLATE_PATHS = ("copier.yml", "template_repo")
+FLEET_DIR = "generated"
+
+
+@dataclass(frozen=True)
+class TemplateRepo:
+    """The git repository whose root holds ``copier.yml`` and ``template_repo/``."""
+
+    root: Path
+
+    @classmethod
+    def find(cls, start: Path | None = None) -> TemplateRepo:
+        root = _git.toplevel((start or Path.cwd()).resolve())
+        if not (root / "copier.yml").is_file() or not (root / "template_repo").is_dir():
+            raise NotATemplateRepo(f"{root} holds no copier.yml + template_repo/; run smt inside the SMT repository")
+        return cls(root)
+
+    @property
+    def fleet_dir(self) -> Path:
+        return self.root / FLEET_DIR
+
+    def default_ref(self) -> str:
+        """The latest PEP 440 release tag if any, else the HEAD commit (never copier's dirty-HEAD draft)."""
+        return _git.latest_version_tag(self.root) or _git.head_commit(self.root)
+
+    def dirty_files(self) -> list[str]:
+        return _git.dirty_paths(self.root, *TEMPLATE_PATHS)
+
+    def resolve(self, ref: str) -> str | None:
+        return _git.resolve(self.root, ref)
+
+    def changed_since(self, commit: str) -> bool:
+        return _git.changed_between(self.root, commit, *TEMPLATE_PATHS)
+
+    @contextlib.contextmanager
+    def snapshot(self, commit: str | None = None) -> Iterator[Path]:
+        """A plain (non-git) copy of the template: the working tree, or the tree at ``commit``."""
+        tmp = Path(tempfile.mkdtemp(prefix="smt-template-"))
+        try:
+            if commit is None:
+                shutil.copy2(self.root / "copier.yml", tmp / "copier.yml")
+                shutil.copytree(self.root / "template_repo", tmp / "template_repo", ignore=_ignored)
+            else:
+                _git.export_tree(self.root, commit, tmp, *TEMPLATE_PATHS)
+            yield tmp
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _ignored(directory: str, names: list[str]) -> list[str]:
+    return [n for n in names if n in ("__pycache__", ".pytest_cache") or n.endswith(".pyc")]
+
+
+def model_owned_patterns(template_dir: Path, answers: dict) -> list[str]:
+    """The package's model-owned paths: copier.yml's ``_skip_if_exists`` rendered with its answers."""
+    config = yaml.safe_load((template_dir / "copier.yml").read_text())
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    return [env.from_string(p).render(**answers) for p in config.get("_skip_if_exists", [])]
+
+
+def is_model_owned(relpath: str, patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatch(relpath, p) for p in patterns)
