@@ -25,9 +25,7 @@ def render(src: str, dst: Path, data: dict, vcs_ref: str | None, cwd: Path) -> N
     try:
         with contextlib.chdir(cwd), contextlib.redirect_stderr(chatter), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            run_copy(
-                src, str(dst), data=data, defaults=True, vcs_ref=vcs_ref, quiet=True, overwrite=True, unsafe=False
-            )
+            run_copy(src, str(dst), data=data, defaults=True, vcs_ref=vcs_ref, quiet=True, overwrite=True, unsafe=False)
     except ValueError as exc:
         raise InvalidAnswers(f"invalid answer: {exc}".replace("\n", " ")) from None
     except Exception as exc:  # copier raises many types; keep its words, on one line

@@ -80,7 +80,9 @@ def changed_between(root: Path, commit: str, *paths: str) -> bool:
 
 def export_tree(root: Path, commit: str, dest: Path, *paths: str) -> None:
     """Write ``paths`` as of ``commit`` into ``dest`` (git archive; no clone, no checkout)."""
-    proc = subprocess.run(["git", "-C", str(root), "archive", "--format=tar", commit, "--", *paths], capture_output=True)
+    proc = subprocess.run(
+        ["git", "-C", str(root), "archive", "--format=tar", commit, "--", *paths], capture_output=True
+    )
     if proc.returncode != 0:
         raise GitError(f"git archive {commit} failed: {proc.stderr.decode().strip()}")
     with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:

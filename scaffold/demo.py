@@ -48,7 +48,9 @@ def run_demo(
         )
     )
     echo("4/5 evaluate on the test split")
-    test = _json(_package_cli(dest, "evaluate", "--checkpoint", str(run), "--data", str(data / "test.parquet"), "--json"))
+    test = _json(
+        _package_cli(dest, "evaluate", "--checkpoint", str(run), "--data", str(data / "test.parquet"), "--json")
+    )
     echo("5/5 export with torch.export (parity + latency) and capacity")
     export = _json(_package_cli(dest, "export", "--checkpoint", str(run), "--out", str(run / "model.pt2"), "--json"))
     capacity = _json(_package_cli(dest, "capacity", "--checkpoint", str(run), "--json"))

@@ -23,8 +23,9 @@ def register(p) -> None:
 def run(args, console) -> int:
     repo = repo_of(args)
     workdir = Path(args.workdir)
-    result = run_demo(repo, workdir if workdir.is_absolute() else repo.root / workdir, args.seconds, args.rows,
-                      echo=console.print)
+    result = run_demo(
+        repo, workdir if workdir.is_absolute() else repo.root / workdir, args.seconds, args.rows, echo=console.print
+    )
     train = result["train"]
     console.print(
         f"trained {train['steps']} steps in {train['train_seconds']:.1f} s "
@@ -34,8 +35,14 @@ def run(args, console) -> int:
     for column in ("event", "rows", "logloss", "NE", "AUC", "calibration"):
         table.add_column(column, justify="right")
     for event, m in result["test"].items():
-        table.add_row(event, f"{m['rows']:,}", f"{m['logloss']:.4f}", f"{m['ne']:.4f}", f"{m['auc']:.4f}",
-                      f"{m['calibration']:.3f}")
+        table.add_row(
+            event,
+            f"{m['rows']:,}",
+            f"{m['logloss']:.4f}",
+            f"{m['ne']:.4f}",
+            f"{m['auc']:.4f}",
+            f"{m['calibration']:.3f}",
+        )
     console.print(table)
     cap, exp = result["capacity"], result["export"]
     console.print(

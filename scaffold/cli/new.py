@@ -40,8 +40,10 @@ def run(args, console) -> int:
         features=Path(args.features) if args.features else None,
     )
     answers = {k: v for k, v in created.answers.items() if not k.startswith("_")}
-    console.print(f"created [bold]{created.path}[/bold] at template {created.answers.get('_commit')} "
-                  f"in {created.seconds:.2f} s")
+    console.print(
+        f"created [bold]{created.path}[/bold] at template {created.answers.get('_commit')} "
+        f"in {created.seconds:.2f} s"
+    )
     console.print(f"answers: {answers}")
     console.print(f"next: cd {created.path} && python -m {args.name} synth --rows 20000 --out data/train.parquet")
     return 0

@@ -1,0 +1,92 @@
+"""The committed fleet in generated/: in sync with the template, schemas of the real tasks, own tests green."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from scaffold.fleet import load_package
+from scaffold.status import compare_to_render, render_answers
+from scaffold.template import model_owned_patterns
+
+from .helpers import PYTHON, REPO, copy_template, run_package_tests
+
+FLEET = REPO / "generated"
+PACKAGES = sorted(p.name for p in FLEET.iterdir() if (p / ".copier-answers.yml").is_file())
+CRITEO_SAMPLE = REPO.parent / "shared" / "data" / "criteo" / "criteo_sample.txt"
+
+MOVIELENS = {
+    "sparse": ["user_id", "movie_id", "gender", "occupation", "zip3", "age_bucket", "first_genre", "release_year"],
+    "multi_hot": ["genres"],
+    "dense": [],
+}
+# The task columns of DESIGN §5, which each package's features.yaml must declare exactly.
+TASKS = {
+    "movielens_like": {"labels": ["label"], **MOVIELENS},
+    "movielens_multi": {"labels": ["label", "love"], **MOVIELENS},
+    "adult_income": {
+        "labels": ["label"],
+        "sparse": ["workclass", "education", "marital-status", "occupation", "relationship", "race", "gender",
+                   "native-country"],
+        "multi_hot": [],
+        "dense": ["age", "fnlwgt", "educational-num", "capital-gain", "capital-loss", "hours-per-week"],
+    },  # fmt: skip
+    "bio_rare": {"labels": ["label"], "sparse": [], "multi_hot": [], "dense": [f"f{i}" for i in range(4, 78)]},
+    "criteo_ctr": {
+        "labels": ["label"],
+        "sparse": [f"C{i}" for i in range(1, 27)],
+        "multi_hot": [],
+        "dense": [f"I{i}" for i in range(1, 14)],
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def template_dir(tmp_path_factory):
+    return copy_template(tmp_path_factory.mktemp("template"))
+
+
+def test_fleet_is_the_five_task_packages():
+    assert PACKAGES == sorted(TASKS)
+    interactions = {load_package(FLEET / name).answers["interaction"] for name in PACKAGES}
+    assert interactions == {"concat", "dot", "dcn_v2"}
+
+
+@pytest.mark.parametrize("name", PACKAGES)
+def test_template_owned_files_equal_a_fresh_render(name, template_dir, tmp_path):
+    package = load_package(FLEET / name)
+    rendered = render_answers(template_dir, package.answers, tmp_path / name)
+    drift = compare_to_render(package.path, rendered, model_owned_patterns(template_dir, package.answers))
+    assert drift == [], f"{name} is out of sync with the template (render it again through smt): {drift}"
+
+
+@pytest.mark.parametrize("name", PACKAGES)
+def test_features_declare_the_task_columns(name):
+    schema = yaml.safe_load((FLEET / name / "src" / name / "features.yaml").read_text())
+    declared = {
+        "labels": schema["labels"],
+        **{kind: [f["name"] for f in schema.get(kind) or []] for kind in ("sparse", "multi_hot", "dense")},
+    }
+    assert declared == TASKS[name]
+
+
+@pytest.mark.parametrize("name", PACKAGES)
+def test_package_passes_its_own_tests(name):
+    result = run_package_tests(FLEET / name, "-m", "not slow")
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
+@pytest.mark.skipif(not CRITEO_SAMPLE.is_file(), reason="shared/data/criteo is not beside this checkout")
+def test_criteo_package_trains_on_real_criteo_rows(tmp_path):
+    import subprocess
+
+    package = FLEET / "criteo_ctr"
+    run = tmp_path / "run"
+    args = ["train", "--train", str(CRITEO_SAMPLE), "--valid", str(CRITEO_SAMPLE), "--out", str(run), "--quiet"]
+    env = {"PYTHONPATH": str(package / "src"), "PATH": str(Path(PYTHON).parent)}
+    proc = subprocess.run([PYTHON, "-m", "criteo_ctr", *args, "epochs=2", "batch_size=64"], env=env, cwd=package,
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (run / "best.pt").is_file()

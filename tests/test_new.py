@@ -1,0 +1,99 @@
+"""`smt new`: one command gives a working package, identical to `copier copy`; bad input writes nothing."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from scaffold import SmtError, TemplateRepo, new_package
+from scaffold.cli import main
+from scaffold.errors import InvalidAnswers, PackageExists, TemplateDirty
+
+from .helpers import git, run_tool, tree_files
+
+
+def test_new_equals_copier_copy(template_repo, tmp_path):
+    repo = TemplateRepo.find(template_repo)
+    created = new_package(repo, "ctr_feed", {"events": ["click", "buy"], "interaction": "dot"})
+    assert created.path == template_repo / "generated" / "ctr_feed"
+    assert created.answers["_commit"] == "v1" and created.answers["_src_path"] == "."
+    plain = run_tool(
+        "copier", "copy", "-q", "--defaults", "--data", "name=ctr_feed", "--data", "events=[click, buy]",
+        "--data", "interaction=dot", ".", str(tmp_path / "plain"), cwd=template_repo,
+    )  # fmt: skip
+    assert plain.returncode == 0, plain.stderr
+    assert tree_files(created.path) == tree_files(tmp_path / "plain")
+
+
+def test_answers_record_an_existing_commit_even_with_dirty_files_elsewhere(template_repo):
+    git(template_repo, "tag", "-d", "v1")
+    (template_repo / "notes.txt").write_text("uncommitted, outside the template\n")
+    created = new_package(TemplateRepo.find(template_repo), "ctr_a")
+    head = git(template_repo, "rev-parse", "HEAD").strip()
+    assert head.startswith(created.answers["_commit"])
+
+
+@pytest.mark.parametrize(
+    "name, data, message",
+    [
+        ("Bad-Name", {}, "lower snake-case"),
+        ("class", {}, "reserved"),
+        ("ok", {"towers": "mmoe"}, "needs two or more events"),
+        ("ok", {"interaction": "fm"}, "Invalid choice"),
+        ("ok", {"events": []}, "non-empty YAML list"),
+        ("ok", {"events": ["a", "a"]}, "unique"),
+        ("ok", {"events": ["a b"]}, "identifier-like"),
+        ("ok", {"embedding_dim": 0}, "embedding_dim must be in"),
+        ("ok", {"over_arch": [64, -1]}, "over_arch sizes must be ints"),
+        ("ok", {"over_arch": "wide"}, "over_arch must be a non-empty YAML list"),
+        ("ok", {"interaction": "dcn_v2", "dcn_rank": 0}, "dcn_rank must be in"),
+    ],
+)
+def test_invalid_answers_write_nothing(template_repo, name, data, message):
+    before = git(template_repo, "status", "--porcelain", "--ignored")
+    with pytest.raises(InvalidAnswers, match=message):
+        new_package(TemplateRepo.find(template_repo), name, data)
+    assert not (template_repo / "generated").exists() or not any((template_repo / "generated").iterdir())
+    assert git(template_repo, "status", "--porcelain", "--ignored") == before
+
+
+def test_existing_destination_is_refused(template_repo):
+    repo = TemplateRepo.find(template_repo)
+    first = new_package(repo, "ctr_a")
+    (first.path / "README.md").write_text("mine\n")
+    with pytest.raises(PackageExists):
+        new_package(repo, "ctr_a")
+    assert (first.path / "README.md").read_text() == "mine\n"
+
+
+def test_uncommitted_template_change_is_refused(template_repo):
+    (template_repo / "template_repo" / "NOTES.md").write_text("draft\n")
+    with pytest.raises(TemplateDirty, match="commit them first"):
+        new_package(TemplateRepo.find(template_repo), "ctr_a")
+
+
+def test_features_file_seeds_the_model_owned_schema(template_repo, tmp_path):
+    features = tmp_path / "features.yaml"
+    features.write_text(yaml.safe_dump({"labels": ["label"], "dense": ["x"]}))
+    created = new_package(TemplateRepo.find(template_repo), "ctr_a", features=features)
+    assert (created.path / "src" / "ctr_a" / "features.yaml").read_text() == features.read_text()
+    features.write_text(yaml.safe_dump({"labels": ["click"], "dense": ["x"]}))
+    with pytest.raises(SmtError, match="labels"):
+        new_package(TemplateRepo.find(template_repo), "ctr_b", features=features)
+    assert not (template_repo / "generated" / "ctr_b").exists()
+
+
+def test_cli_reports_one_line_errors(template_repo, capsys):
+    assert main(["--repo", str(template_repo), "new", "ctr_a", "--towers", "mmoe"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err
+    assert main(["--repo", str(template_repo), "new", "ctr_a", "--data", "novalue"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+    assert main(["--repo", str(template_repo), "new", "ctr_a", "--events", "click,buy", "--embedding-dim", "8"]) == 0
+    answers = yaml.safe_load((template_repo / "generated" / "ctr_a" / ".copier-answers.yml").read_text())
+    assert answers["events"] == ["click", "buy"] and answers["embedding_dim"] == 8 and answers["towers"] == "mmoe"
+
+
+def test_outside_a_template_repository(tmp_path):
+    with pytest.raises(SmtError, match="not inside a git repository"):
+        TemplateRepo.find(tmp_path)

@@ -1,0 +1,65 @@
+"""`smt status`: versions, drift in template-owned files only, behind/up to date, dirty."""
+
+from __future__ import annotations
+
+import json
+
+from scaffold import TemplateRepo, fleet_status, new_package
+from scaffold.cli import main
+
+from .helpers import commit_all, git
+
+
+def _fleet(template_repo):
+    repo = TemplateRepo.find(template_repo)
+    new_package(repo, "ctr_a")
+    new_package(repo, "ctr_b", {"events": ["click", "buy"], "interaction": "dot"})
+    commit_all(template_repo, "fleet")
+    return repo
+
+
+def test_fresh_fleet_is_up_to_date_without_drift(template_repo):
+    statuses = fleet_status(_fleet(template_repo))
+    assert [s.name for s in statuses] == ["ctr_a", "ctr_b"]
+    assert all(s.state == "up to date" and not s.drift and not s.dirty and s.version == "v1" for s in statuses)
+    assert statuses[1].answers["events"] == ["click", "buy"] and statuses[1].answers["towers"] == "mmoe"
+
+
+def test_drift_lists_template_owned_files_only(template_repo):
+    repo = _fleet(template_repo)
+    src = template_repo / "generated" / "ctr_a" / "src" / "ctr_a"
+    (src / "metrics.py").write_text((src / "metrics.py").read_text() + "# local\n")
+    (src / "loss.py").unlink()
+    (src / "features.yaml").write_text((src / "features.yaml").read_text() + "# model-owned edit\n")
+    (src / "extensions.py").write_text("# model-owned\n")
+    a, b = fleet_status(repo)
+    assert {(d.path, d.kind) for d in a.drift} == {
+        ("src/ctr_a/metrics.py", "modified"),
+        ("src/ctr_a/loss.py", "deleted"),
+    }
+    assert a.dirty and not b.drift and not b.dirty
+
+
+def test_template_commit_makes_packages_behind(template_repo):
+    repo = _fleet(template_repo)
+    (template_repo / "template_repo" / "CHANGES.md").write_text("v2\n")
+    commit_all(template_repo, "template change")
+    assert {s.state for s in fleet_status(repo)} == {"behind"}
+    (template_repo / "README.md").write_text("not the template\n")
+    commit_all(template_repo, "unrelated change")
+    assert {s.state for s in fleet_status(repo, ["ctr_b"])} == {"behind"}
+
+
+def test_unknown_version_is_reported_not_guessed(template_repo):
+    repo = _fleet(template_repo)
+    git(template_repo, "tag", "-d", "v1")
+    statuses = fleet_status(repo)
+    assert {s.state for s in statuses} == {"unknown version"} and "not in this clone" in statuses[0].note
+
+
+def test_cli_json(template_repo, capsys):
+    _fleet(template_repo)
+    assert main(["--repo", str(template_repo), "status", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == ["ctr_a", "ctr_b"] and rows[0]["drift"] == []
+    assert main(["--repo", str(template_repo), "status", "nope"]) == 2

@@ -1,0 +1,40 @@
+"""Every template variant renders through copier, is black/ruff clean, and passes its own tests."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from scaffold.status import render_answers
+
+from .helpers import copy_template, run_package_tests, run_tool
+
+VARIANTS = [
+    {"interaction": interaction, "towers": "single", "events": ["click"]} for interaction in ("concat", "dot", "dcn_v2")
+] + [
+    {"interaction": interaction, "towers": towers, "events": ["click", "conversion"]}
+    for interaction, towers in itertools.product(("concat", "dot", "dcn_v2"), ("single", "shared_bottom", "mmoe"))
+]
+
+
+def _id(v: dict) -> str:
+    return f"{v['interaction']}-{v['towers']}-{len(v['events'])}ev"
+
+
+@pytest.fixture(scope="module")
+def template_dir(tmp_path_factory):
+    return copy_template(tmp_path_factory.mktemp("template"))
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=_id)
+def test_variant_is_formatted_and_passes_its_own_tests(variant, template_dir, tmp_path):
+    name = "pkg_" + _id(variant).replace("-", "_")
+    package = render_answers(template_dir, {"name": name, **variant}, tmp_path / name)
+    black = run_tool("black", "--check", "--quiet", ".", cwd=package)
+    assert black.returncode == 0, f"rendered code is not black-formatted: {black.stderr}"
+    ruff = run_tool("ruff", "check", "--quiet", ".", cwd=package)
+    assert ruff.returncode == 0, ruff.stdout
+    tests = run_package_tests(package, "-m", "not slow")
+    assert tests.returncode == 0, tests.stdout[-3000:]
+    assert " passed" in tests.stdout
