@@ -24,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    console = Console(highlight=False, soft_wrap=True)
+    wide = None if sys.stdout.isatty() else 200  # tables in logs and pipes are not squeezed to 80 columns
+    console = Console(highlight=False, soft_wrap=True, width=wide)
     try:
         return COMMANDS[args.command].run(args, console)
     except SmtError as exc:

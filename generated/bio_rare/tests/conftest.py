@@ -1,0 +1,47 @@
+"""Shared fixtures of the package's own tests (template-owned)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bio_rare.data import write_table
+from bio_rare.schema import schema_from_dict
+from bio_rare.spec import SPEC
+from bio_rare.synth import synthesize
+
+
+@pytest.fixture(scope="session")
+def tiny_schema():
+    """A small schema with every kind of feature and this package's events as labels."""
+    return schema_from_dict(
+        {
+            "labels": list(SPEC.events),
+            "sparse": [
+                {"name": "user", "cardinality": 60},
+                {"name": "item", "encoding": "hash", "buckets": 64, "cardinality": 40},
+            ],
+            "multi_hot": [{"name": "tags", "max_length": 4, "cardinality": 12}],
+            "dense": [{"name": "price", "transform": "log_standardize"}, {"name": "age"}],
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_files(tmp_path_factory, tiny_schema):
+    """Synthetic train (Parquet) and valid (CSV) files of the tiny schema."""
+    root = tmp_path_factory.mktemp("data")
+    train, valid = root / "train.parquet", root / "valid.csv"
+    write_table(synthesize(tiny_schema, 3000, seed=1), train, tiny_schema)
+    write_table(synthesize(tiny_schema, 1000, seed=2), valid, tiny_schema)
+    return train, valid
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, tiny_schema, tiny_files):
+    """A short training run of the tiny schema: (run dir, summary)."""
+    from bio_rare.config import config_from_dict
+    from bio_rare.train import train
+
+    out = tmp_path_factory.mktemp("run") / "run"
+    config = config_from_dict({"epochs": 3, "batch_size": 256, "warmup_steps": 5, "log_every": 4})
+    return out, train(*tiny_files, out, config, tiny_schema, show_progress=False)

@@ -1,0 +1,39 @@
+"""Export parity, artifact metadata and capacity (template-owned)."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from criteo_ctr.capacity import capacity, example_inputs
+from criteo_ctr.checkpoint import load_trained
+from criteo_ctr.export import META_FILE, export
+from criteo_ctr.model import FeatureSizes
+
+
+def test_export_matches_eager_at_any_batch_size(tmp_path, trained, tiny_schema):
+    run, _ = trained
+    result = export(run, tmp_path / "model.pt2", tiny_schema, latency_batches=(1, 64), repeats=3)
+    assert result["parity_max_abs_diff"] <= 1e-5
+    extra = {META_FILE: ""}
+    served = torch.export.load(tmp_path / "model.pt2", extra_files=extra).module()
+    model, meta, _ = load_trained(run, tiny_schema)
+    assert json.loads(extra[META_FILE])["schema_fingerprint"] == tiny_schema.fingerprint()
+    for batch in (1, 3, 100):
+        inputs = example_inputs(FeatureSizes.from_dict(meta["sizes"]), tiny_schema, batch, seed=batch)
+        with torch.no_grad():
+            assert torch.allclose(served(*inputs), model(*inputs), atol=1e-5)
+
+
+def test_capacity_counts_parameters_and_flops(trained, tiny_schema):
+    run, _ = trained
+    model, meta, _ = load_trained(run, tiny_schema)
+    sizes = FeatureSizes.from_dict(meta["sizes"])
+    report = capacity(model, sizes, tiny_schema)
+    assert report["parameters"] == sum(p.numel() for p in model.parameters())
+    assert report["embedding_bytes"] == 4 * report["embedding_parameters"]
+    linear_macs = sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear))
+    vectors = model.sparse_arch.num_vectors + 1
+    bmm_bound = 2 * vectors * vectors * model.sparse_arch.dim + 2 * 64 * 64  # dot interaction, MMoE mixing
+    assert 2 * linear_macs <= report["dense_flops_per_example"] <= 2 * linear_macs + bmm_bound

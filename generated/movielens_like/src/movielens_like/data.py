@@ -1,0 +1,145 @@
+"""Data readers: Parquet, CSV and header-less delimited files such as Criteo TSV (template-owned).
+
+Every reader returns a ``pyarrow.Table`` with exactly the schema's columns, checked: present, labels binary
+with no missing value, dense values numeric.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+
+from .errors import DataError
+from .schema import FeatureSchema
+
+PARQUET_SUFFIXES = {".parquet", ".pq"}
+DELIMITED_SUFFIXES = {".csv", ".tsv", ".txt"}
+
+
+def read_table(path: str | Path, schema: FeatureSchema, require_labels: bool = True) -> pa.Table:
+    """Read a data file and return the schema's columns (labels only when ``require_labels``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file {path} not found")
+    if path.stat().st_size == 0:
+        raise DataError(f"data file {path} is empty")
+    suffix = path.suffix.lower()
+    if suffix in PARQUET_SUFFIXES:
+        table = _read_parquet(path)
+    elif suffix in DELIMITED_SUFFIXES:
+        table = _read_delimited(path, schema)
+    else:
+        raise DataError(f"data file {path}: unknown format '{suffix}'; use .parquet, .csv, .tsv or .txt")
+    if table.num_rows == 0:
+        raise DataError(f"data file {path} has no rows")
+    wanted = schema.columns if require_labels else schema.feature_names
+    missing = [c for c in wanted if c not in table.column_names]
+    if missing:
+        raise DataError(f"data file {path} lacks column(s) {missing} declared in features.yaml")
+    table = table.select(wanted)
+    _check_dense(table, schema, path)
+    if require_labels:
+        _check_labels(table, schema, path)
+    return table
+
+
+def _read_parquet(path: Path) -> pa.Table:
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"data file {path} is not readable Parquet ({_first_line(exc)})") from None
+
+
+def _read_delimited(path: Path, schema: FeatureSchema) -> pa.Table:
+    """CSV with a header, or a header-less file whose columns are the schema's ``file_columns``."""
+    with path.open("r", errors="replace") as fh:
+        first = fh.readline().rstrip("\r\n")
+    delimiter = "\t" if "\t" in first else ","
+    fields = [field.strip().strip('"') for field in first.split(delimiter)]
+    has_header = bool(set(fields) & set(schema.columns))
+    read_opts = pcsv.ReadOptions(column_names=None if has_header else schema.header_less_columns)
+    if not has_header and len(fields) != len(schema.header_less_columns):
+        raise DataError(
+            f"data file {path} has no header and {len(fields)} fields per row, but features.yaml expects "
+            f"{len(schema.header_less_columns)} (file_columns); add a header row or fix file_columns"
+        )
+    convert = pcsv.ConvertOptions(
+        column_types={f.name: pa.string() for f in (*schema.sparse, *schema.multi_hot)},
+        strings_can_be_null=True,
+    )
+    try:
+        return pcsv.read_csv(
+            path,
+            read_options=read_opts,
+            parse_options=pcsv.ParseOptions(delimiter=delimiter),
+            convert_options=convert,
+        )
+    except pa.ArrowInvalid as exc:
+        raise DataError(f"data file {path} could not be parsed ({_first_line(exc)})") from None
+
+
+def _check_dense(table: pa.Table, schema: FeatureSchema, path: Path) -> None:
+    for f in schema.dense:
+        column = table.column(f.name)
+        if pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_null(column.type):
+            continue
+        as_text = pc.cast(column, pa.string())
+        try:
+            pc.cast(as_text, pa.float64())
+        except pa.ArrowInvalid:
+            row, value = next((i, v) for i, v in enumerate(as_text.to_pylist()) if not _is_number(v))
+            raise DataError(
+                f"data file {path}: dense column '{f.name}' has a non-numeric value {value!r} (row {row}); "
+                "clean it or declare the column sparse"
+            ) from None
+
+
+def _is_number(text: str | None) -> bool:
+    if text is None:
+        return True
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_labels(table: pa.Table, schema: FeatureSchema, path: Path) -> None:
+    for label in schema.labels:
+        column = table.column(label)
+        try:
+            values = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise DataError(f"data file {path}: label column '{label}' is not numeric (0/1 expected)") from None
+        missing = int(column.null_count) + int(np.isnan(values).sum())
+        if missing:
+            raise DataError(f"data file {path}: label column '{label}' has {missing} missing/NaN value(s)")
+        bad = values[(values != 0) & (values != 1)]
+        if bad.size:
+            raise DataError(f"data file {path}: label column '{label}' must be binary 0/1; found {bad[0]:g}")
+
+
+def write_table(table: pa.Table, path: str | Path, schema: FeatureSchema) -> None:
+    """Write a table as Parquet, CSV (with header) or header-less TSV/TXT, chosen by suffix."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    if suffix in PARQUET_SUFFIXES:
+        pq.write_table(table, path)
+    elif suffix == ".csv":
+        pcsv.write_csv(table, path)
+    elif suffix in {".tsv", ".txt"}:
+        ordered = table.select(schema.header_less_columns)
+        options = pcsv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none")
+        pcsv.write_csv(ordered, path, write_options=options)
+    else:
+        raise DataError(f"cannot write {path}: unknown format '{suffix}'; use .parquet, .csv or .tsv")
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

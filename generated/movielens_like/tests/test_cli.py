@@ -1,0 +1,25 @@
+"""End to end through the package's own CLI and its own features.yaml (template-owned)."""
+
+from __future__ import annotations
+
+import json
+
+from movielens_like.cli import main
+from movielens_like.spec import SPEC
+
+
+def test_synth_train_evaluate_export_capacity(tmp_path, capsys):
+    train, valid = tmp_path / "train.parquet", tmp_path / "valid.tsv"
+    assert main(["synth", "--rows", "2000", "--out", str(train), "--seed", "1"]) == 0
+    assert main(["synth", "--rows", "500", "--out", str(valid), "--seed", "2"]) == 0
+    run = tmp_path / "run"
+    overrides = ["epochs=1", "batch_size=256", "log_every=2"]
+    assert main(["train", "--train", str(train), "--valid", str(valid), "--out", str(run), "--quiet", *overrides]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(run), "--data", str(valid), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert list(result["events"]) == list(SPEC.events) and result["rows"] == 500
+    assert main(["export", "--checkpoint", str(run), "--out", str(tmp_path / "m.pt2"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["parity_max_abs_diff"] <= 1e-5
+    assert main(["capacity", "--checkpoint", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["dense_flops_per_example"] > 0

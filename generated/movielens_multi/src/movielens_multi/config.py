@@ -1,0 +1,103 @@
+"""Typed training configuration (template-owned).
+
+Precedence: defaults below < the package's ``train.yaml`` (model-owned) < ``key=value`` overrides on the
+command line. Unknown keys and ill-typed values are errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import yaml
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every knob of a training run."""
+
+    batch_size: int = 512  # examples per step
+    epochs: int = 3  # passes over train
+    lr: float = 2e-3  # AdamW peak learning rate of the dense parameters
+    embedding_lr: float = 5e-2  # SparseAdam learning rate of the embedding tables
+    weight_decay: float = 1e-4  # AdamW decoupled weight decay (dense parameters only)
+    warmup_steps: int = 100  # linear warmup, then cosine decay
+    min_lr_ratio: float = 0.1  # final lr = lr * min_lr_ratio
+    clip_norm: float = 1.0  # max global grad norm of the dense parameters; 0 disables
+    eval_every: int = 0  # validation every N steps; 0 = once per epoch
+    patience: int = 3  # stop after this many evaluations without a better validation NE
+    checkpoint_every: int = 200  # write a resumable checkpoint every N steps; 0 = only at evaluations
+    log_every: int = 50  # JSONL training log every N steps
+    max_seconds: float = 0.0  # stop (with a checkpoint) after this much training time; 0 = no limit
+    seed: int = 0  # model init and data order
+    device: str = "auto"  # auto | cpu | cuda; bf16 autocast on cuda
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def load_config(yaml_path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
+    """Defaults, then ``yaml_path`` (if it exists), then ``key=value`` overrides."""
+    values: dict = {}
+    if yaml_path is not None and Path(yaml_path).is_file():
+        try:
+            loaded = yaml.safe_load(Path(yaml_path).read_text()) or {}
+        except yaml.YAMLError:
+            raise ConfigError(f"{yaml_path} is not valid YAML; fix its syntax") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{yaml_path} must be a mapping of training options, e.g. 'lr: 0.001'")
+        values.update(loaded)
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override '{item}' must look like key=value, e.g. lr=0.001")
+        values[key.strip()] = yaml.safe_load(raw)
+    return config_from_dict(values)
+
+
+def config_from_dict(values: dict) -> TrainConfig:
+    known = {f.name: f for f in fields(TrainConfig)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown training option(s) {unknown}; known: {sorted(known)}")
+    typed = {key: _coerce(key, value, known[key].type) for key, value in values.items()}
+    config = TrainConfig(**typed)
+    _check(config)
+    return config
+
+
+def _coerce(key: str, value: object, type_name: str) -> object:
+    target = {"int": int, "float": float, "str": str}[type_name]
+    if target is int and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if target is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, target):
+        raise ConfigError(f"training option {key} must be {type_name}, got {value!r}")
+    return value
+
+
+def _check(c: TrainConfig) -> None:
+    positive = {"batch_size": c.batch_size, "epochs": c.epochs, "lr": c.lr, "embedding_lr": c.embedding_lr}
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"training option {key} must be > 0, got {value}")
+    non_negative = {
+        "warmup_steps": c.warmup_steps,
+        "clip_norm": c.clip_norm,
+        "eval_every": c.eval_every,
+        "checkpoint_every": c.checkpoint_every,
+        "max_seconds": c.max_seconds,
+        "weight_decay": c.weight_decay,
+        "patience": c.patience,
+        "log_every": c.log_every,
+    }
+    for key, value in non_negative.items():
+        if value < 0:
+            raise ConfigError(f"training option {key} must be >= 0, got {value}")
+    if not 0 <= c.min_lr_ratio <= 1:
+        raise ConfigError(f"training option min_lr_ratio must be in [0, 1], got {c.min_lr_ratio}")
+    if c.device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"training option device must be auto, cpu or cuda, got {c.device!r}")

@@ -1,0 +1,144 @@
+"""Every bad input gets a clear one-line error and writes nothing (template-owned)."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from movielens_multi.checkpoint import load_trained
+from movielens_multi.cli import main
+from movielens_multi.config import config_from_dict, load_config
+from movielens_multi.data import read_table
+from movielens_multi.errors import CheckpointError, ConfigError, DataError, SchemaError
+from movielens_multi.schema import load_schema, schema_from_dict
+from movielens_multi.spec import SPEC
+from movielens_multi.train import train
+
+LABELS = list(SPEC.events)
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"labels": LABELS, "sparse": ["a", "a"]}, "duplicate column"),
+        ({"labels": LABELS, "sparse": [{"encoding": "vocab"}]}, "needs a 'name'"),
+        ({"labels": LABELS, "dense": [{"name": "x", "transform": "sqrt"}]}, "unknown transform 'sqrt'"),
+        ({"labels": LABELS, "sparse": [{"name": "x", "encoding": "bloom"}]}, "unknown encoding"),
+        ({"labels": LABELS, "sparse": [{"name": "x", "encoding": "hash"}]}, "needs buckets"),
+        ({"sparse": ["a"]}, "'labels' must list"),
+        ({"labels": LABELS}, "declares no feature"),
+        ({"labels": LABELS, "dense": ["x"], "colour": 1}, "unknown key"),
+        ({"labels": LABELS, "dense": [{"name": "x", "scale": 2}]}, "unknown key"),
+    ],
+)
+def test_bad_schema_is_refused(raw, message):
+    with pytest.raises(SchemaError, match=message):
+        schema_from_dict(raw)
+
+
+def test_invalid_yaml_schema_names_the_line(tmp_path):
+    path = tmp_path / "features.yaml"
+    path.write_text("labels: [a\nsparse: -")
+    with pytest.raises(SchemaError, match="not valid YAML"):
+        load_schema(path)
+
+
+def _write(tmp_path, columns: dict, name="data.parquet"):
+    path = tmp_path / name
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+@pytest.fixture
+def schema():
+    return schema_from_dict({"labels": LABELS, "sparse": ["s"], "dense": ["x"]})
+
+
+def _good(n=4):
+    return {**{e: [0, 1] * (n // 2) for e in LABELS}, "s": ["a", "b"] * (n // 2), "x": [1.0, 2.0] * (n // 2)}
+
+
+def test_data_missing_a_declared_column(tmp_path, schema):
+    columns = _good()
+    del columns["x"]
+    with pytest.raises(DataError, match=r"lacks column\(s\) \['x'\]"):
+        read_table(_write(tmp_path, columns), schema)
+
+
+def test_non_numeric_dense_value(tmp_path, schema):
+    path = tmp_path / "data.csv"
+    path.write_text(",".join([*LABELS, "s", "x"]) + "\n" + ",".join(["1"] * len(LABELS) + ["a", "abc"]) + "\n")
+    with pytest.raises(DataError, match="non-numeric value 'abc'"):
+        read_table(path, schema)
+
+
+@pytest.mark.parametrize("labels, message", [([0.0, float("nan"), 1.0, 0.0], "missing/NaN"), ([0, 2, 1, 0], "binary")])
+def test_bad_labels(tmp_path, schema, labels, message):
+    columns = {**_good(), LABELS[0]: labels}
+    with pytest.raises(DataError, match=message):
+        read_table(_write(tmp_path, columns), schema)
+
+
+def test_empty_and_corrupt_files(tmp_path, schema):
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(DataError, match="is empty"):
+        read_table(tmp_path / "empty.csv", schema)
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really parquet")
+    with pytest.raises(DataError, match="not readable Parquet"):
+        read_table(tmp_path / "bad.parquet", schema)
+    header_only = tmp_path / "header.csv"
+    header_only.write_text(",".join([*LABELS, "s", "x"]) + "\n")
+    with pytest.raises(DataError, match="no rows"):
+        read_table(header_only, schema)
+
+
+def test_bad_data_writes_no_training_dir(tmp_path, schema):
+    columns = {**_good(), LABELS[0]: [0, 3, 1, 0]}
+    bad = _write(tmp_path, columns)
+    with pytest.raises(DataError):
+        train(bad, bad, tmp_path / "run", config_from_dict({}), schema, show_progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_training_options(tmp_path):
+    with pytest.raises(ConfigError, match="unknown training option"):
+        load_config(None, ["learning_rate=0.1"])
+    with pytest.raises(ConfigError, match="must be int"):
+        load_config(None, ["batch_size=big"])
+    with pytest.raises(ConfigError, match="must be > 0"):
+        load_config(None, ["lr=0"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(None, ["lr"])
+
+
+def test_checkpoint_from_a_different_schema_is_refused(trained, tiny_schema):
+    run, _ = trained
+    other = schema_from_dict({**tiny_schema.to_dict(), "dense": [{"name": "price", "transform": "log"}]})
+    with pytest.raises(CheckpointError, match="different feature schema"):
+        load_trained(run, other)
+
+
+def test_corrupt_or_missing_checkpoint(tmp_path, tiny_schema):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_trained(tmp_path, tiny_schema)
+    (tmp_path / "best.pt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_trained(tmp_path, tiny_schema)
+
+
+def test_existing_run_is_not_overwritten(trained, tiny_schema, tiny_files):
+    run, _ = trained
+    before = (run / "last.pt").read_bytes()
+    with pytest.raises(ConfigError, match="--resume"):
+        train(*tiny_files, run, config_from_dict({}), tiny_schema, show_progress=False)
+    assert (run / "last.pt").read_bytes() == before
+
+
+def test_cli_prints_one_line_and_exits_2(tmp_path, capsys):
+    bad = tmp_path / "features.yaml"
+    bad.write_text("labels: []\n")
+    code = main(["--features", str(bad), "synth", "--rows", "10", "--out", str(tmp_path / "x.parquet")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: ") and "\n" not in err
+    assert not (tmp_path / "x.parquet").exists()
