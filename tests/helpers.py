@@ -50,8 +50,9 @@ def run_tool(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def run_package_tests(package: Path, *pytest_args: str) -> subprocess.CompletedProcess:
     """The package's own test suite, in its own process, as a user would run it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env["OMP_NUM_THREADS"] = "1"  # test workers run side by side: one thread each, no oversubscription
     return subprocess.run(
-        [PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:warnings", *pytest_args],
+        [PYTHON, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:warnings", *pytest_args],
         cwd=package,
         capture_output=True,
         text=True,
