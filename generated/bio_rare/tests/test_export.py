@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from bio_rare.capacity import capacity, example_inputs
 from bio_rare.checkpoint import load_trained
-from bio_rare.export import META_FILE, export
-from bio_rare.model import FeatureSizes
+from bio_rare.export import META_FILE, export, export_model
+from bio_rare.model import FeatureSizes, build_model
+from bio_rare.schema import schema_from_dict
+from bio_rare.spec import SPEC
 
 
 def test_export_matches_eager_at_any_batch_size(tmp_path, trained, tiny_schema):
@@ -24,6 +27,24 @@ def test_export_matches_eager_at_any_batch_size(tmp_path, trained, tiny_schema):
         inputs = example_inputs(FeatureSizes.from_dict(meta["sizes"]), tiny_schema, batch, seed=batch)
         with torch.no_grad():
             assert torch.allclose(served(*inputs), model(*inputs), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "features",
+    [
+        {"dense": ["a", "b"]},
+        {"sparse": ["a", "b"]},
+        {"multi_hot": [{"name": "tags", "max_length": 3}]},
+        {"sparse": ["a"], "multi_hot": ["tags"], "dense": ["x"]},
+    ],
+    ids=["dense-only", "sparse-only", "multi-hot-only", "all-kinds"],
+)
+def test_every_schema_shape_exports_with_parity(tmp_path, features):
+    schema = schema_from_dict({"labels": list(SPEC.events), **features})
+    sizes = FeatureSizes(tuple(7 for _ in schema.sparse), tuple(5 for _ in schema.multi_hot), len(schema.dense))
+    meta = {"sizes": sizes.to_dict()}
+    result = export_model(build_model(SPEC, sizes), meta, schema, tmp_path / "m.pt2", (1,), repeats=1)
+    assert result["parity_max_abs_diff"] <= 1e-5
 
 
 def test_capacity_counts_parameters_and_flops(trained, tiny_schema):

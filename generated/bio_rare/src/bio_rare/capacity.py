@@ -25,9 +25,9 @@ def sizes_from_schema(schema: FeatureSchema) -> FeatureSizes:
 def example_inputs(sizes: FeatureSizes, schema: FeatureSchema, batch: int, seed: int = 0) -> tuple:
     """Random valid model inputs: (sparse (B, Fs), dense (B, Fd), multi_hot [(B, L_i)])."""
     g = torch.Generator().manual_seed(seed)
-    sparse = torch.stack([torch.randint(0, n, (batch,), generator=g) for n in sizes.sparse], dim=1)
-    if not sizes.sparse:
-        sparse = torch.zeros((batch, 0), dtype=torch.long)
+    sparse = torch.zeros((batch, len(sizes.sparse)), dtype=torch.long)
+    for j, n in enumerate(sizes.sparse):
+        sparse[:, j] = torch.randint(0, n, (batch,), generator=g)
     dense = torch.randn((batch, sizes.num_dense), generator=g)
     multi = [torch.randint(0, n, (batch, f.max_length), generator=g) for n, f in zip(sizes.multi_hot, schema.multi_hot)]
     return sparse, dense, multi

@@ -27,7 +27,16 @@ META_FILE = "smt_meta.json"
 def export(
     checkpoint: str | Path, out_file: str | Path, schema: FeatureSchema, latency_batches=(1, 256), repeats: int = 20
 ) -> dict:
+    """Export the best weights of a training dir to ``out_file``; see export_model."""
     model, meta, _ = load_trained(checkpoint, schema)
+    return export_model(model, meta, schema, out_file, latency_batches, repeats)
+
+
+def export_model(
+    model: torch.nn.Module, meta: dict, schema: FeatureSchema, out_file: str | Path, latency_batches, repeats: int
+) -> dict:
+    """``torch.export`` with a dynamic batch dimension, saved with ``meta``; parity-checked after reloading."""
+    model.eval()
     sizes = FeatureSizes.from_dict(meta["sizes"])
     example = example_inputs(sizes, schema, batch=8)
     batch = Dim("batch", min=1, max=1 << 20)
@@ -41,6 +50,7 @@ def export(
     with torch.no_grad():
         diff = float((served(*check) - model(*check)).abs().max())
     if not diff <= PARITY_TOLERANCE:
+        out_file.unlink()
         raise ModelError(f"exported model differs from eager by {diff:.2e} (> {PARITY_TOLERANCE}); not exported")
     return {
         "artifact": str(out_file),
