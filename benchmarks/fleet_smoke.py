@@ -95,10 +95,16 @@ def markdown(result: dict) -> str:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["packages"]:
-        lines.append(
-            f"| {r['package']} | {r['smt_new_seconds']:.2f} | {r['samples_per_second']:,.0f} | {r['valid_mean_ne']:.4f} "
-            f"| {r['parameters']:,} | {r['embedding_bytes'] / 1e6:.2f} | {r['dense_flops_per_example']:,.0f} |"
-        )
+        cells = [
+            r["package"],
+            f"{r['smt_new_seconds']:.2f}",
+            f"{r['samples_per_second']:,.0f}",
+            f"{r['valid_mean_ne']:.4f}",
+            f"{r['parameters']:,}",
+            f"{r['embedding_bytes'] / 1e6:.2f}",
+            f"{r['dense_flops_per_example']:,.0f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
