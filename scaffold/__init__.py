@@ -7,6 +7,7 @@ from .errors import SmtError
 from .fleet import Package, discover
 from .new import NewPackage, new_package
 from .status import PackageStatus, fleet_status
+from .sync import SyncResult, sync_fleet
 from .template import TemplateRepo
 
 __all__ = [
@@ -18,4 +19,6 @@ __all__ = [
     "discover",
     "fleet_status",
     "new_package",
+    "SyncResult",
+    "sync_fleet",
 ]

@@ -68,13 +68,13 @@ def dirty_paths(root: Path, *paths: str) -> list[str]:
     return [line[3:] for line in out.splitlines() if line.strip()]
 
 
-def changed_between(root: Path, commit: str, *paths: str) -> bool:
-    """Whether ``paths`` differ between ``commit`` and HEAD."""
+def changed_between(root: Path, older: str, newer: str, *paths: str) -> bool:
+    """Whether ``paths`` differ between two commits."""
     proc = subprocess.run(
-        ["git", "-C", str(root), "diff", "--quiet", commit, "HEAD", "--", *paths], capture_output=True, text=True
+        ["git", "-C", str(root), "diff", "--quiet", older, newer, "--", *paths], capture_output=True, text=True
     )
     if proc.returncode > 1:
-        raise GitError(f"git diff {commit} HEAD failed: {proc.stderr.strip()}")
+        raise GitError(f"git diff {older} {newer} failed: {proc.stderr.strip()}")
     return proc.returncode == 1
 
 
@@ -87,3 +87,49 @@ def export_tree(root: Path, commit: str, dest: Path, *paths: str) -> None:
         raise GitError(f"git archive {commit} failed: {proc.stderr.decode().strip()}")
     with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
         tar.extractall(dest, filter="data")
+
+
+def merge_file(ours: bytes, base: bytes, theirs: bytes) -> tuple[bytes, bool]:
+    """3-way merge of one file's contents (``git merge-file``): (merged bytes, had conflicts)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="smt-merge-") as tmp:
+        paths = []
+        for name, data in (("ours", ours), ("base", base), ("theirs", theirs)):
+            path = Path(tmp) / name
+            path.write_bytes(data)
+            paths.append(str(path))
+        labels = ["-L", "package", "-L", "last render", "-L", "new template"]
+        proc = subprocess.run(["git", "merge-file", "-p", *labels, *paths], capture_output=True)
+    if proc.returncode < 0 or proc.returncode >= 128:
+        raise GitError(f"git merge-file failed: {proc.stderr.decode().strip()}")
+    return proc.stdout, proc.returncode > 0
+
+
+def describe(root: Path, commit: str) -> str:
+    """``git describe --tags --always`` of ``commit``: the version string copier records as ``_commit``."""
+    return run(root, "describe", "--tags", "--always", commit).strip()
+
+
+def is_ancestor(root: Path, older: str, newer: str) -> bool:
+    proc = subprocess.run(["git", "-C", str(root), "merge-base", "--is-ancestor", older, newer], capture_output=True)
+    return proc.returncode == 0
+
+
+def unmerged_paths(root: Path) -> list[str]:
+    return sorted({line.split("\t", 1)[1] for line in run(root, "ls-files", "-u").splitlines() if "\t" in line})
+
+
+def stage(root: Path, path: str) -> None:
+    run(root, "add", "-A", "--", path)
+
+
+def restore_from_index(root: Path, path: str) -> None:
+    """Put ``path`` back exactly as the index has it: tracked files restored, new untracked files removed."""
+    run(root, "checkout", "--", path, check=False)
+    run(root, "clean", "-fdq", "--", path)
+
+
+def git_path(root: Path, name: str) -> Path:
+    """A path inside the repository's .git directory (never committed, never dirty)."""
+    return root / run(root, "rev-parse", "--git-path", name).strip()

@@ -48,7 +48,11 @@ class TemplateRepo:
         return _git.resolve(self.root, ref)
 
     def changed_since(self, commit: str) -> bool:
-        return _git.changed_between(self.root, commit, *TEMPLATE_PATHS)
+        return _git.changed_between(self.root, commit, "HEAD", *TEMPLATE_PATHS)
+
+    def changed_between(self, older: str, newer: str) -> bool:
+        """Whether the template (copier.yml, template_repo/) differs between two commits."""
+        return _git.changed_between(self.root, older, newer, *TEMPLATE_PATHS)
 
     @contextlib.contextmanager
     def snapshot(self, commit: str | None = None) -> Iterator[Path]:

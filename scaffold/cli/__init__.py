@@ -8,9 +8,9 @@ import sys
 from rich.console import Console
 
 from ..errors import SmtError
-from . import demo, new, status
+from . import demo, new, status, sync
 
-COMMANDS = {"new": new, "status": status, "demo": demo}
+COMMANDS = {"new": new, "status": status, "sync": sync, "demo": demo}
 
 
 def build_parser() -> argparse.ArgumentParser:

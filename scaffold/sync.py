@@ -1,0 +1,256 @@
+"""`smt sync`: bring packages to a template version, each one transactionally, with zero hand edits.
+
+Per package: render its answers at its recorded version (base) and at the target (theirs) from plain
+snapshots of the template (``git archive``, once per version per sync; no clone of the repository), plan a
+3-way merge file by file (merge.py), and only then write. A conflict writes nothing. An applied update is
+checked by the package's own fast tests; a failure restores the package from the git index. A journal in
+.git/ names the package being written, so a killed sync is rolled back and finished by the next run.
+Planning runs in parallel worker processes; writing is sequential, so the git index is never raced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from . import _copier, _git
+from .errors import InvalidAnswers, SmtError, TemplateDirty
+from .fleet import Package, discover
+from .merge import Conflict, MergePlan, plan_update
+from .status import render_answers
+from .template import TemplateRepo, model_owned_patterns
+
+UPDATED, UP_TO_DATE, WOULD_UPDATE = "updated", "up to date", "would update"
+CONFLICT, FAILED, REFUSED = "conflict", "failed", "refused"
+REACHED = {UPDATED, UP_TO_DATE}
+JOURNAL = "smt-sync.json"
+
+
+@dataclass
+class SyncResult:
+    name: str
+    from_version: str | None
+    to_version: str
+    result: str
+    files_changed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    reason: str = ""
+    conflicts: list[Conflict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One package to plan (picklable: runs in a worker process)."""
+
+    name: str
+    path: Path
+    answers: dict
+    overrides: dict
+    base_template: Path
+    target_template: Path
+    target_version: str
+
+
+@dataclass
+class _Planned:
+    job: _Job
+    plan: MergePlan | None
+    answers_text: str = ""
+    error: str = ""
+    seconds: float = 0.0
+
+
+def sync_fleet(
+    repo: TemplateRepo,
+    names: list[str] | None = None,
+    to: str | None = None,
+    jobs: int | None = None,
+    dry_run: bool = False,
+    run_tests: bool = True,
+    overrides: dict | None = None,
+    on_result: Callable[[SyncResult], None] | None = None,
+) -> list[SyncResult]:
+    """Sync ``names`` (default: the whole fleet) to ``to`` (default: the latest release, else HEAD)."""
+    recover(repo)
+    target_sha, target_version = _target(repo, to)
+    packages = discover(repo, names)
+    _preflight_repository(repo)
+    results: dict[str, SyncResult] = {}
+    todo: list[tuple[Package, str]] = []
+    for package in packages:
+        early = _triage(repo, package, target_sha, target_version, overrides or {})
+        if early is None:
+            todo.append((package, repo.resolve(package.version)))
+        else:
+            results[package.name] = early
+            on_result and on_result(early)
+    with ExitStack() as stack:
+        snapshots = {sha: stack.enter_context(repo.snapshot(sha)) for sha in {target_sha, *(s for _, s in todo)}}
+        planned = [
+            _Job(p.name, p.path, p.answers, overrides or {}, snapshots[sha], snapshots[target_sha], target_version)
+            for p, sha in todo
+        ]
+        for outcome in _plan_all(planned, jobs):
+            result = _finish(repo, outcome, dry_run, run_tests)
+            results[result.name] = result
+            on_result and on_result(result)
+    return [results[p.name] for p in packages]
+
+
+def _target(repo: TemplateRepo, to: str | None) -> tuple[str, str]:
+    if to is None:
+        if not _git.latest_version_tag(repo.root) and repo.dirty_files():
+            raise TemplateDirty("the template has uncommitted changes; commit them first (sync renders commits)")
+        to = repo.default_ref()
+    sha = repo.resolve(to)
+    if sha is None:
+        raise SmtError(f"template version {to!r} not found; see `git tag` (or fetch tags)")
+    return sha, _git.describe(repo.root, sha)
+
+
+def _preflight_repository(repo: TemplateRepo) -> None:
+    unmerged = _git.unmerged_paths(repo.root)
+    if unmerged:
+        raise SmtError(f"the repository has unmerged files ({', '.join(unmerged[:3])}); resolve or reset them first")
+    strays = (
+        sorted(str(p.relative_to(repo.root)) for p in repo.fleet_dir.rglob("*.rej")) if repo.fleet_dir.is_dir() else []
+    )
+    if strays:
+        raise SmtError(f"stray rejected-hunk files in the fleet ({', '.join(strays[:3])}); resolve and delete them")
+
+
+def _triage(repo, package: Package, target_sha: str, target_version: str, overrides: dict) -> SyncResult | None:
+    """A result for packages that need no planning (up to date, unknown or newer version, dirty), else None."""
+    base = SyncResult(package.name, package.version, target_version, UP_TO_DATE)
+    sha = repo.resolve(package.version) if package.version else None
+    changes_answers = any(package.answers.get(k) != v for k, v in overrides.items())
+    if sha is None:
+        base.result, base.reason = FAILED, f"recorded version {package.version!r} is not in this clone (fetch tags)"
+    elif sha == target_sha and not changes_answers:
+        return base
+    elif sha != target_sha and not _git.is_ancestor(repo.root, sha, target_sha):
+        base.result, base.reason = REFUSED, f"{target_version} is not newer than {package.version}; no downgrades"
+    elif not changes_answers and not repo.changed_between(sha, target_sha):
+        return base  # same template tree: a later commit elsewhere in the repository is not a new version
+    elif _git.dirty_paths(repo.root, str(package.path.relative_to(repo.root))):
+        base.result, base.reason = REFUSED, "uncommitted changes in the package; commit or stash them first"
+    else:
+        return None
+    return base
+
+
+def _plan_all(jobs_list: list[_Job], jobs: int | None):
+    workers = max(1, min(jobs or os.cpu_count() or 1, len(jobs_list)))
+    if workers == 1:
+        yield from map(_plan_one, jobs_list)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        yield from pool.map(_plan_one, jobs_list)
+
+
+def _plan_one(job: _Job) -> _Planned:
+    """Render base and target, plan the merge (no writes to the package)."""
+    started = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory(prefix="smt-sync-") as tmp:
+            base = render_answers(job.base_template, job.answers, Path(tmp) / "base")
+            theirs = render_answers(job.target_template, {**job.answers, **job.overrides}, Path(tmp) / "theirs")
+            patterns = model_owned_patterns(job.target_template, job.answers)
+            plan = plan_update(base, theirs, job.path, patterns)
+            answers_text = _answers_text(theirs, job.answers.get("_src_path", "."), job.target_version)
+    except (InvalidAnswers, SmtError) as exc:
+        return _Planned(job, None, error=str(exc), seconds=time.perf_counter() - started)
+    current = (job.path / _copier.ANSWERS_FILE).read_text()
+    if answers_text != current:
+        plan.writes[_copier.ANSWERS_FILE] = answers_text.encode()
+    return _Planned(job, plan, answers_text, seconds=time.perf_counter() - started)
+
+
+def _answers_text(render: Path, src_path: str, version: str) -> str:
+    """The answers file copier would write at ``version``: the render's own, with ``_commit`` and ``_src_path``."""
+    text = (render / _copier.ANSWERS_FILE).read_text()
+    header = "".join(line for line in text.splitlines(keepends=True) if line.startswith("#"))
+    answers = _copier.user_answers(yaml.safe_load(text))
+    data = {"_commit": version, "_src_path": src_path, **answers}
+    return header + yaml.dump(data, indent=4, allow_unicode=True, default_flow_style=False)
+
+
+def _finish(repo: TemplateRepo, planned: _Planned, dry_run: bool, run_tests: bool) -> SyncResult:
+    job, plan = planned.job, planned.plan
+    result = SyncResult(job.name, job.answers.get("_commit"), job.target_version, UPDATED, seconds=planned.seconds)
+    if plan is None:
+        result.result, result.reason = FAILED, planned.error
+    elif plan.conflicts:
+        result.result, result.conflicts = CONFLICT, plan.conflicts
+        result.reason = "; ".join(f"{c.path}: {c.reason}" for c in plan.conflicts)
+    elif dry_run:
+        result.result, result.files_changed = WOULD_UPDATE, plan.changed
+    else:
+        started = time.perf_counter()
+        result.files_changed = plan.changed
+        failure = _apply(repo, job.path, plan, run_tests)
+        if failure:
+            result.result, result.reason, result.files_changed = FAILED, failure, []
+        result.seconds += time.perf_counter() - started
+    return result
+
+
+def _apply(repo: TemplateRepo, package: Path, plan: MergePlan, run_tests: bool) -> str:
+    """Write the plan, check the package, stage it; on any failure restore it from the index. '' = success."""
+    rel = str(package.relative_to(repo.root))
+    journal = _git.git_path(repo.root, JOURNAL)
+    journal.write_text(json.dumps({"package": rel}))
+    try:
+        for path in plan.deletes:
+            (package / path).unlink()
+        for path, data in plan.writes.items():
+            (package / path).parent.mkdir(parents=True, exist_ok=True)
+            (package / path).write_bytes(data)
+        failure = _check_package(package) if run_tests else ""
+        if failure:
+            _git.restore_from_index(repo.root, rel)
+        else:
+            _git.stage(repo.root, rel)
+    except BaseException:
+        _git.restore_from_index(repo.root, rel)
+        journal.unlink(missing_ok=True)
+        raise
+    journal.unlink(missing_ok=True)
+    return failure
+
+
+def _check_package(package: Path) -> str:
+    """The package's own fast tests after the update; '' when they pass, else the reason."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env["OMP_NUM_THREADS"] = "1"
+    args = [sys.executable, "-m", "pytest", "-m", "not slow", "-x", "-q", "-p", "no:cacheprovider"]
+    proc = subprocess.run(args, cwd=package, capture_output=True, text=True, env=env)
+    if proc.returncode == 0:
+        return ""
+    last = [line for line in proc.stdout.splitlines() if line.strip()][-1:] or [f"exit {proc.returncode}"]
+    return f"the package's tests fail after the update ({last[0]}); package left as it was"
+
+
+def recover(repo: TemplateRepo) -> str | None:
+    """Roll back the package a killed sync was writing (its journal); return its path, or None."""
+    journal = _git.git_path(repo.root, JOURNAL)
+    if not journal.is_file():
+        return None
+    rel = json.loads(journal.read_text())["package"]
+    _git.restore_from_index(repo.root, rel)
+    journal.unlink()
+    return rel
