@@ -8,9 +8,16 @@ import sys
 from rich.console import Console
 
 from ..errors import SmtError
-from . import demo, new, status, sync
+from . import check, demo, new, release, status, sync
 
-COMMANDS = {"new": new, "status": status, "sync": sync, "demo": demo}
+COMMANDS = {
+    "new": new,
+    "status": status,
+    "sync": sync,
+    "check": check,
+    "release": release,
+    "demo": demo,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

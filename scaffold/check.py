@@ -1,0 +1,77 @@
+"""`smt check`: the CI gate. Every package at the latest template version, no undeclared drift, no unmerged state.
+
+Works in a clone without tags or history: when a package's recorded version cannot be resolved, the package
+is compared with a render of the target version instead (same answers), which is what "in sync" means.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import _git
+from .fleet import Package, discover
+from .status import compare_to_render, render_answers
+from .template import TemplateRepo, model_owned_patterns
+from .versions import foreign_version_tags
+
+CONFLICT_MARKERS = (b"<<<<<<< ", b">>>>>>> ")
+
+
+@dataclass(frozen=True)
+class Problem:
+    package: str  # "" for the repository as a whole
+    what: str
+
+
+def check_fleet(repo: TemplateRepo) -> list[Problem]:
+    problems = [Problem("", f"unmerged file {p}") for p in _git.unmerged_paths(repo.root)]
+    problems += [Problem("", f"tag {t!r} parses as a template version; rename it") for t in foreign_version_tags(repo)]
+    packages = discover(repo)
+    if not packages:
+        return problems
+    target = repo.resolve(repo.default_ref())
+    with repo.snapshot(target) as target_dir:
+        for package in packages:
+            problems += _check_package(repo, package, target, target_dir)
+    return problems
+
+
+def _check_package(repo: TemplateRepo, package: Package, target: str, target_dir: Path) -> list[Problem]:
+    problems = [Problem(package.name, f"stray {p.relative_to(package.path)}") for p in package.path.rglob("*.rej")]
+    problems += [Problem(package.name, f"conflict markers in {rel}") for rel in _files_with_markers(package.path)]
+    recorded = repo.resolve(package.version) if package.version else None
+    if recorded is not None and recorded != target and repo.changed_between(recorded, target):
+        return [*problems, Problem(package.name, f"behind: at {package.version}; run `smt sync {package.name}`")]
+    with tempfile.TemporaryDirectory(prefix="smt-check-") as tmp:
+        rendered = render_answers(target_dir, package.answers, Path(tmp) / package.name)
+        drift = compare_to_render(package.path, rendered, model_owned_patterns(target_dir, package.answers))
+    declared = _declared_drift(package.path)
+    undeclared = [d for d in drift if d.path not in declared]
+    if undeclared and recorded is None:
+        detail = ", ".join(f"{d.path} ({d.kind})" for d in undeclared[:5])
+        problems.append(Problem(package.name, f"differs from the template ({detail}); version unknown, run smt sync"))
+    elif undeclared:
+        detail = ", ".join(f"{d.path} ({d.kind})" for d in undeclared[:5])
+        problems.append(Problem(package.name, f"undeclared drift in template-owned files: {detail}"))
+    return problems
+
+
+def _declared_drift(package: Path) -> set[str]:
+    """Template-owned files a package declares it changes on purpose: one path per line in ``.smt-drift``."""
+    path = package / ".smt-drift"
+    if not path.is_file():
+        return set()
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return {line for line in lines if line}
+
+
+def _files_with_markers(package: Path) -> list[str]:
+    found = []
+    for path in package.rglob("*"):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pt", ".pt2", ".parquet"):
+            lines = path.read_bytes().splitlines()
+            if any(line.startswith(CONFLICT_MARKERS) for line in lines):
+                found.append(path.relative_to(package).as_posix())
+    return sorted(found)
