@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import tarfile
 from pathlib import Path
@@ -49,10 +50,15 @@ def resolve(root: Path, ref: str) -> str | None:
     return None
 
 
+RELEASE_TAG = re.compile(r"^v\d+(\.\d+){0,2}$")  # v1, v1.2, v1.2.3: the template's release tags
+
+
 def latest_version_tag(root: Path) -> str | None:
-    """The highest tag that parses as a PEP 440 version (copier's own rule), or None."""
+    """The highest release tag (``vX.Y.Z``, PEP 440), or None. Other PEP 440 tags are not template versions."""
     best: tuple[Version, str] | None = None
     for tag in run(root, "tag", "--list").split():
+        if not RELEASE_TAG.match(tag):
+            continue
         try:
             version = Version(tag)
         except InvalidVersion:

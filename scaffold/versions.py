@@ -8,10 +8,10 @@ from pathlib import Path
 from packaging.version import InvalidVersion, Version
 
 from . import _git
+from ._git import RELEASE_TAG
 from .errors import SmtError, TemplateDirty
 from .template import TemplateRepo
 
-RELEASE_TAG = re.compile(r"^v\d+\.\d+\.\d+$")
 CHANGELOG = "template_repo/CHANGELOG.md"
 
 
@@ -31,18 +31,18 @@ def foreign_version_tags(repo: TemplateRepo) -> list[str]:
 def release(repo: TemplateRepo, version: str) -> str:
     """Tag HEAD as template release ``version`` (e.g. ``v0.2.0``) after checking it can be one."""
     if not RELEASE_TAG.match(version):
-        raise SmtError(f"release {version!r} must look like v1.2.3 (a PEP 440 version with a v prefix)")
+        raise SmtError(f"release {version!r} must look like v1.2.3 (a v prefix and up to three numbers)")
+    foreign = foreign_version_tags(repo)
+    if foreign:
+        raise SmtError(
+            f"tags {foreign} parse as template versions; rename them before releasing (copier would use them)"
+        )
     latest = _git.latest_version_tag(repo.root)
     if latest and Version(version) <= Version(latest):
         raise SmtError(f"release {version} is not newer than the latest release {latest}")
     dirty = repo.dirty_files()
     if dirty:
         raise TemplateDirty(f"the template has uncommitted changes ({', '.join(dirty[:3])}); commit them first")
-    foreign = foreign_version_tags(repo)
-    if foreign:
-        raise SmtError(
-            f"tags {foreign} parse as template versions; rename them before releasing (copier would use them)"
-        )
     notes = changelog_entry(repo.root / CHANGELOG, version)
     _git.run(repo.root, "tag", "-a", version, "-m", f"Template {version}\n\n{notes}")
     return notes

@@ -1,0 +1,91 @@
+"""`smt check` (the CI gate) and `smt release` (template versions)."""
+
+from __future__ import annotations
+
+import pytest
+
+from scaffold import SmtError, TemplateRepo, new_package, sync_fleet
+from scaffold.check import check_fleet
+from scaffold.cli import main
+from scaffold.versions import release
+
+from .helpers import commit_all, git
+
+
+@pytest.fixture
+def repo(template_repo):
+    repo = TemplateRepo.find(template_repo)
+    new_package(repo, "ctr_a")
+    new_package(repo, "ctr_b")
+    commit_all(template_repo, "fleet")
+    return repo
+
+
+def _whats(repo):
+    return [(p.package, p.what.split(":")[0].split(" (")[0]) for p in check_fleet(repo)]
+
+
+def test_clean_fleet_passes(repo, capsys):
+    assert check_fleet(repo) == []
+    assert main(["--repo", str(repo.root), "check"]) == 0 and "ok" in capsys.readouterr().out
+
+
+def test_behind_after_a_release_until_synced(repo):
+    changelog = repo.root / "template_repo" / "CHANGELOG.md"
+    changelog.write_text(changelog.read_text() + "\n## v1.1.0\n- EPS is 1e-6.\n")
+    metrics = repo.root / "template_repo" / "src" / "{{ name }}" / "metrics.py"
+    metrics.write_text(metrics.read_text().replace("EPS = 1e-7", "EPS = 1e-6"))
+    commit_all(repo.root, "template: EPS")
+    assert "EPS is 1e-6" in release(repo, "v1.1.0")
+    assert _whats(repo) == [("ctr_a", "behind"), ("ctr_b", "behind")]
+    assert main(["--repo", str(repo.root), "check"]) == 1
+    sync_fleet(repo, run_tests=False)
+    commit_all(repo.root, "fleet at v1.1.0")
+    assert check_fleet(repo) == []
+
+
+def test_undeclared_drift_fails_declared_passes(repo):
+    metrics = repo.root / "generated" / "ctr_a" / "src" / "ctr_a" / "metrics.py"
+    metrics.write_text(metrics.read_text() + "# tuned here\n")
+    commit_all(repo.root, "ctr_a: local change")
+    assert _whats(repo) == [("ctr_a", "undeclared drift in template-owned files")]
+    (repo.root / "generated" / "ctr_a" / ".smt-drift").write_text("src/ctr_a/metrics.py  # kept on purpose\n")
+    assert check_fleet(repo) == []
+
+
+def test_unmerged_state_markers_and_rej_fail(repo):
+    loss = repo.root / "generated" / "ctr_b" / "src" / "ctr_b" / "loss.py"
+    loss.write_text(loss.read_text() + "<<<<<<< before updating\nx = 1\n=======\nx = 2\n>>>>>>> after updating\n")
+    (loss.parent / "train.py.rej").write_text("@@ hunk @@\n")
+    whats = _whats(repo)
+    assert ("ctr_b", "stray src/ctr_b/train.py.rej") in whats and (
+        "ctr_b",
+        "conflict markers in src/ctr_b/loss.py",
+    ) in whats
+
+
+def test_a_clone_without_tags_is_checked_against_the_template(repo, tmp_path):
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", "--no-tags", "--depth", "1", f"file://{repo.root}", str(clone))
+    assert check_fleet(TemplateRepo.find(clone)) == []
+    metrics = clone / "generated" / "ctr_a" / "src" / "ctr_a" / "metrics.py"
+    metrics.write_text(metrics.read_text() + "# edited\n")
+    assert [p.package for p in check_fleet(TemplateRepo.find(clone))] == ["ctr_a"]
+
+
+def test_release_guards(repo):
+    with pytest.raises(SmtError, match="must look like v1.2.3"):
+        release(repo, "1.0")
+    with pytest.raises(SmtError, match="not newer"):
+        release(repo, "v0.9.0")
+    with pytest.raises(SmtError, match="no entry '## v2.0.0'"):
+        release(repo, "v2.0.0")
+    git(repo.root, "tag", "2024.1")
+    assert ("", "tag '2024.1' parses as a template version; rename it") in [
+        (p.package, p.what) for p in check_fleet(repo)
+    ]
+    changelog = repo.root / "template_repo" / "CHANGELOG.md"
+    changelog.write_text(changelog.read_text() + "\n## v2.0.0\n- something\n")
+    commit_all(repo.root, "changelog")
+    with pytest.raises(SmtError, match="rename them"):
+        release(repo, "v2.0.0")
