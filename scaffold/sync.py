@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from . import _copier, _git
+from . import _copier, _git, migrations
 from .errors import InvalidAnswers, SmtError, TemplateDirty
 from .fleet import Package, discover
 from .merge import Conflict, MergePlan, plan_update
@@ -35,6 +36,7 @@ UPDATED, UP_TO_DATE, WOULD_UPDATE = "updated", "up to date", "would update"
 CONFLICT, FAILED, REFUSED = "conflict", "failed", "refused"
 REACHED = {UPDATED, UP_TO_DATE}
 JOURNAL = "smt-sync.json"
+CACHES = ("__pycache__", ".pytest_cache")
 
 
 @dataclass
@@ -63,6 +65,7 @@ class _Job:
     base_template: Path
     target_template: Path
     target_version: str
+    trust: bool = False
 
 
 @dataclass
@@ -71,6 +74,7 @@ class _Planned:
     plan: MergePlan | None
     answers_text: str = ""
     error: str = ""
+    refused: bool = False
     seconds: float = 0.0
 
 
@@ -83,8 +87,12 @@ def sync_fleet(
     run_tests: bool = True,
     overrides: dict | None = None,
     on_result: Callable[[SyncResult], None] | None = None,
+    trust: bool = False,
 ) -> list[SyncResult]:
-    """Sync ``names`` (default: the whole fleet) to ``to`` (default: the latest release, else HEAD)."""
+    """Sync ``names`` (default: the whole fleet) to ``to`` (default: the latest release, else HEAD).
+
+    ``trust`` lets the template's ``_migrations`` run their commands (as ``copier update --trust``).
+    """
     recover(repo)
     target_sha, target_version = _target(repo, to)
     packages = discover(repo, names)
@@ -101,7 +109,9 @@ def sync_fleet(
     with ExitStack() as stack:
         snapshots = {sha: stack.enter_context(repo.snapshot(sha)) for sha in {target_sha, *(s for _, s in todo)}}
         planned = [
-            _Job(p.name, p.path, p.answers, overrides or {}, snapshots[sha], snapshots[target_sha], target_version)
+            _Job(
+                p.name, p.path, p.answers, overrides or {}, snapshots[sha], snapshots[target_sha], target_version, trust
+            )
             for p, sha in todo
         ]
         for outcome in _plan_all(planned, jobs):
@@ -163,14 +173,28 @@ def _plan_all(jobs_list: list[_Job], jobs: int | None):
 
 
 def _plan_one(job: _Job) -> _Planned:
-    """Render base and target, plan the merge (no writes to the package)."""
+    """Render base and target, run trusted migrations on a scratch copy, plan the merge (no writes)."""
     started = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory(prefix="smt-sync-") as tmp:
+            todo = migrations.applicable(
+                job.target_template, job.answers, str(job.answers.get("_commit")), job.target_version
+            )
+            if todo and not job.trust:
+                names = ", ".join(str(m.context.get("version")) for m in todo)
+                reason = f"the template has migrations ({names}) that run commands; rerun with --trust"
+                return _Planned(job, None, error=reason, refused=True, seconds=time.perf_counter() - started)
+            mine, answers = job.path, job.answers
+            if todo:
+                mine = Path(shutil.copytree(job.path, Path(tmp) / "migrated", ignore=shutil.ignore_patterns(*CACHES)))
+                migrations.run(todo, mine)
+                answers = _copier.read_answers(mine)
             base = render_answers(job.base_template, job.answers, Path(tmp) / "base")
-            theirs = render_answers(job.target_template, {**job.answers, **job.overrides}, Path(tmp) / "theirs")
-            patterns = model_owned_patterns(job.target_template, job.answers)
-            plan = plan_update(base, theirs, job.path, patterns)
+            theirs = render_answers(job.target_template, {**answers, **job.overrides}, Path(tmp) / "theirs")
+            patterns = model_owned_patterns(job.target_template, answers)
+            plan = plan_update(base, theirs, mine, patterns)
+            if mine != job.path:
+                _add_migration_changes(plan, mine, job.path)
             answers_text = _answers_text(theirs, job.answers.get("_src_path", "."), job.target_version)
     except (InvalidAnswers, SmtError) as exc:
         return _Planned(job, None, error=str(exc), seconds=time.perf_counter() - started)
@@ -178,6 +202,22 @@ def _plan_one(job: _Job) -> _Planned:
     if answers_text != current:
         plan.writes[_copier.ANSWERS_FILE] = answers_text.encode()
     return _Planned(job, plan, answers_text, seconds=time.perf_counter() - started)
+
+
+def _add_migration_changes(plan: MergePlan, migrated: Path, package: Path) -> None:
+    """Files a migration changed in the scratch copy that the merge plan does not already rewrite."""
+    before = {p.relative_to(package).as_posix() for p in package.rglob("*") if p.is_file() and not _cache(p)}
+    after = {p.relative_to(migrated).as_posix() for p in migrated.rglob("*") if p.is_file() and not _cache(p)}
+    planned = {*plan.writes, *plan.deletes, _copier.ANSWERS_FILE}
+    for rel in sorted((before | after) - planned):
+        if rel not in after:
+            plan.deletes.append(rel)
+        elif rel not in before or (migrated / rel).read_bytes() != (package / rel).read_bytes():
+            plan.writes[rel] = (migrated / rel).read_bytes()
+
+
+def _cache(path: Path) -> bool:
+    return any(part in CACHES for part in path.parts)
 
 
 def _answers_text(render: Path, src_path: str, version: str) -> str:
@@ -193,7 +233,7 @@ def _finish(repo: TemplateRepo, planned: _Planned, dry_run: bool, run_tests: boo
     job, plan = planned.job, planned.plan
     result = SyncResult(job.name, job.answers.get("_commit"), job.target_version, UPDATED, seconds=planned.seconds)
     if plan is None:
-        result.result, result.reason = FAILED, planned.error
+        result.result, result.reason = REFUSED if planned.refused else FAILED, planned.error
     elif plan.conflicts:
         result.result, result.conflicts = CONFLICT, plan.conflicts
         result.reason = "; ".join(f"{c.path}: {c.reason}" for c in plan.conflicts)

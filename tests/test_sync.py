@@ -69,6 +69,49 @@ def test_change_reaches_every_package_with_zero_hand_edits(fleet_repo):
     assert sync_fleet(TemplateRepo.find(fleet_repo), run_tests=False)[0].result == "up to date"
 
 
+def _replace_in_template(root, old: str, new: str) -> None:
+    for path in (root / "template_repo").rglob("*.jinja"):
+        text = path.read_text()
+        if old in text:
+            path.write_text(text.replace(old, new))
+
+
+def _remove_description_question(root) -> None:
+    config = root / "copier.yml"
+    text = config.read_text()
+    start = text.index("\ndescription:")
+    config.write_text(text[:start] + text[text.index("\nevents:") :])
+    _replace_in_template(root, "{{ description | wordwrap(100) }}", "A ranking model.")
+    _replace_in_template(root, "{{ description }}", "A ranking model")
+
+
+SUMMARY_QUESTION = """
+summary:
+  type: str
+  help: One line saying what the model predicts
+  default: "Ranking model built from the Standard Model Template"
+"""
+RENAME_MIGRATION = """
+_migrations:
+  - version: v2
+    when: "{{ _stage == 'before' }}"
+    command:
+      - "{{ _copier_python }}"
+      - "-c"
+      - "import pathlib; p = pathlib.Path('.copier-answers.yml');
+        p.write_text(p.read_text().replace('description:', 'summary:'))"
+"""
+
+
+def _rename_description_to_summary(root) -> None:
+    """v2 renames the question `description` to `summary`; a copier migration renames the recorded answer."""
+    config = root / "copier.yml"
+    text = config.read_text()
+    start, end = text.index("\ndescription:"), text.index("\nevents:")
+    config.write_text(text[:start] + SUMMARY_QUESTION + text[end:] + RENAME_MIGRATION)
+    _replace_in_template(root, "{{ description", "{{ summary")
+
+
 SCENARIOS = {
     "edit-elsewhere-in-changed-file": lambda root: _change_metrics_default(root),
     "new-template-file": lambda root: (root / TEMPLATE_SRC / "calibration.py").write_text('"""New."""\n\nK = 1\n'),
@@ -76,6 +119,7 @@ SCENARIOS = {
         (root / "copier.yml").open("a").write("\nowner_team:\n  type: str\n  help: Owner\n  default: ads\n"),
         (root / "template_repo" / "OWNERS.jinja").write_text("{{ owner_team }}\n"),
     ),
+    "removed-question": _remove_description_question,
     "template-deletes-unmodified-file": lambda root: (root / TEMPLATE_SRC / "loss.py").unlink()
     or _edit(root / TEMPLATE_SRC / "train.py", "from .loss import multi_event_bce\n", ""),
 }
@@ -279,3 +323,22 @@ def test_syncs_to_the_latest_release_not_an_untagged_head(fleet_repo):
 def test_make_template_repo_helper_is_real(tmp_path):
     root = make_template_repo(tmp_path / "r")
     assert git(root, "tag").split() == ["v1"]
+
+
+def test_renamed_question_is_migrated_as_copier_does(template_repo, tmp_path):
+    repo = TemplateRepo.find(template_repo)
+    new_package(repo, "ctr_a", {"description": "Clicks on the feed"})
+    commit_all(template_repo, "fleet")
+    _rename_description_to_summary(template_repo)
+    _release(template_repo, "v2")
+    twin = tmp_path / "twin"
+    shutil.copytree(template_repo, twin)
+    refused = sync_fleet(repo, run_tests=False)[0]
+    assert refused.result == "refused" and "--trust" in refused.reason
+    assert sync_fleet(repo, run_tests=False, trust=True)[0].result == "updated"
+    answers = yaml.safe_load((template_repo / "generated/ctr_a/.copier-answers.yml").read_text())
+    assert answers["summary"] == "Clicks on the feed" and "description" not in answers
+    assert "Clicks on the feed" in (template_repo / "generated/ctr_a/README.md").read_text()
+    done = run_tool("copier", "update", "-q", "--defaults", "--trust", "generated/ctr_a", cwd=twin)
+    assert done.returncode == 0, done.stderr
+    assert tree_files(template_repo / "generated" / "ctr_a") == tree_files(twin / "generated" / "ctr_a")

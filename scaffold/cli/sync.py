@@ -21,6 +21,7 @@ def register(p) -> None:
     p.add_argument("--dry-run", action="store_true", help="plan and report; write nothing")
     p.add_argument("--no-test", action="store_true", help="skip each package's fast tests after its update")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="change an answer (adopt)")
+    p.add_argument("--trust", action="store_true", help="let the template's _migrations run their commands")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -40,6 +41,7 @@ def run(args, console) -> int:
             run_tests=not args.no_test,
             overrides=overrides,
             on_result=lambda r: bar.update(task, advance=1, description=f"{r.name}: {r.result}"),
+            trust=args.trust,
         )
     ok = {*REACHED, WOULD_UPDATE} if args.dry_run else REACHED
     if args.json:
