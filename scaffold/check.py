@@ -25,10 +25,10 @@ class Problem:
     what: str
 
 
-def check_fleet(repo: TemplateRepo) -> list[Problem]:
+def check_fleet(repo: TemplateRepo, fleet_file: Path | None = None) -> list[Problem]:
     problems = [Problem("", f"unmerged file {p}") for p in _git.unmerged_paths(repo.root)]
     problems += [Problem("", f"tag {t!r} parses as a template version; rename it") for t in foreign_version_tags(repo)]
-    packages = discover(repo)
+    packages = discover(repo, fleet_file=fleet_file)
     if not packages:
         return problems
     target = repo.resolve(repo.default_ref())

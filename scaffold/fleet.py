@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
+from . import _git
 from ._copier import is_package, read_answers, user_answers
 from .errors import SmtError
 from .template import TemplateRepo
@@ -30,20 +33,48 @@ class Package:
     def questions(self) -> dict:
         return user_answers(self.answers)
 
+    @property
+    def git_root(self) -> Path:
+        """The git repository holding the package: the template repository, or the package's own."""
+        return _git.toplevel(self.path)
+
+    @property
+    def git_relpath(self) -> str:
+        return self.path.relative_to(self.git_root).as_posix() or "."
+
 
 def load_package(path: Path) -> Package:
     return Package(path=path, answers=read_answers(path))
 
 
-def discover(repo: TemplateRepo, names: list[str] | None = None) -> list[Package]:
-    """Packages under ``generated/`` (sorted by name), optionally only ``names``."""
-    root = repo.fleet_dir
-    found = sorted(p for p in root.iterdir() if p.is_dir() and is_package(p)) if root.is_dir() else []
-    packages = [load_package(p) for p in found]
+def discover(repo: TemplateRepo, names: list[str] | None = None, fleet_file: Path | None = None) -> list[Package]:
+    """Packages under ``generated/``, or those a fleet file lists; sorted by name, optionally only ``names``."""
+    if fleet_file is not None:
+        found = _listed(Path(fleet_file))
+    else:
+        root = repo.fleet_dir
+        found = sorted(p for p in root.iterdir() if p.is_dir() and is_package(p)) if root.is_dir() else []
+    packages = sorted((load_package(p) for p in found), key=lambda p: p.name)
     if names:
         known = {p.name for p in packages}
         unknown = [n for n in names if n not in known]
         if unknown:
-            raise SmtError(f"no package named {unknown} in {root}; see `smt status` for the fleet")
+            raise SmtError(f"no package named {unknown} in the fleet; see `smt status` for its packages")
         packages = [p for p in packages if p.name in names]
     return packages
+
+
+def _listed(fleet_file: Path) -> list[Path]:
+    """Package directories listed in a fleet file (YAML ``packages: [path, …]``, relative to the file)."""
+    try:
+        data = yaml.safe_load(fleet_file.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise SmtError(f"fleet file {fleet_file} is not readable YAML ({type(exc).__name__})") from None
+    entries = data.get("packages") if isinstance(data, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+        raise SmtError(f"fleet file {fleet_file} must hold 'packages:' with a list of package paths")
+    paths = [(fleet_file.parent / e).resolve() for e in entries]
+    missing = [str(p) for p in paths if not is_package(p)]
+    if missing:
+        raise SmtError(f"fleet file {fleet_file} lists directories that are not packages: {missing}")
+    return paths

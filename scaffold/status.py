@@ -58,9 +58,11 @@ def compare_to_render(package: Path, rendered: Path, patterns: list[str]) -> lis
     return drift
 
 
-def fleet_status(repo: TemplateRepo, names: list[str] | None = None) -> list[PackageStatus]:
+def fleet_status(
+    repo: TemplateRepo, names: list[str] | None = None, fleet_file: Path | None = None
+) -> list[PackageStatus]:
     """Status of every package (or of ``names``); renders each recorded template version once."""
-    packages = discover(repo, names)
+    packages = discover(repo, names, fleet_file)
     by_commit: dict[str | None, list[Package]] = {}
     for package in packages:
         commit = repo.resolve(package.version) if package.version else None
@@ -81,7 +83,7 @@ def _status(repo: TemplateRepo, package: Package, commit: str, template_dir: Pat
         drift = compare_to_render(package.path, rendered, model_owned_patterns(template_dir, package.answers))
     return PackageStatus(
         name=package.name,
-        path=str(package.path.relative_to(repo.root)),
+        path=_shown(repo, package),
         version=package.version,
         state=BEHIND if repo.changed_since(commit) else UP_TO_DATE,
         dirty=_is_dirty(repo, package),
@@ -93,7 +95,7 @@ def _status(repo: TemplateRepo, package: Package, commit: str, template_dir: Pat
 def _unknown(repo: TemplateRepo, package: Package) -> PackageStatus:
     return PackageStatus(
         name=package.name,
-        path=str(package.path.relative_to(repo.root)),
+        path=_shown(repo, package),
         version=package.version,
         state=UNKNOWN,
         dirty=_is_dirty(repo, package),
@@ -103,4 +105,9 @@ def _unknown(repo: TemplateRepo, package: Package) -> PackageStatus:
 
 
 def _is_dirty(repo: TemplateRepo, package: Package) -> bool:
-    return bool(_git.dirty_paths(repo.root, str(package.path.relative_to(repo.root))))
+    return bool(_git.dirty_paths(package.git_root, package.git_relpath))
+
+
+def _shown(repo: TemplateRepo, package: Package) -> str:
+    path = package.path
+    return str(path.relative_to(repo.root)) if path.is_relative_to(repo.root) else str(path)

@@ -66,6 +66,8 @@ class _Job:
     target_template: Path
     target_version: str
     trust: bool = False
+    git_root: Path = Path(".")
+    git_rel: str = "."
 
 
 @dataclass
@@ -88,15 +90,16 @@ def sync_fleet(
     overrides: dict | None = None,
     on_result: Callable[[SyncResult], None] | None = None,
     trust: bool = False,
+    fleet_file: Path | None = None,
 ) -> list[SyncResult]:
     """Sync ``names`` (default: the whole fleet) to ``to`` (default: the latest release, else HEAD).
 
     ``trust`` lets the template's ``_migrations`` run their commands (as ``copier update --trust``).
     """
-    recover(repo)
+    packages = discover(repo, names, fleet_file)
+    recover(repo, packages)
     target_sha, target_version = _target(repo, to)
-    packages = discover(repo, names)
-    _preflight_repository(repo)
+    _preflight(repo, packages)
     results: dict[str, SyncResult] = {}
     todo: list[tuple[Package, str]] = []
     for package in packages:
@@ -109,16 +112,20 @@ def sync_fleet(
     with ExitStack() as stack:
         snapshots = {sha: stack.enter_context(repo.snapshot(sha)) for sha in {target_sha, *(s for _, s in todo)}}
         planned = [
-            _Job(
-                p.name, p.path, p.answers, overrides or {}, snapshots[sha], snapshots[target_sha], target_version, trust
-            )
-            for p, sha in todo
+            _job(p, overrides or {}, snapshots[sha], snapshots[target_sha], target_version, trust) for p, sha in todo
         ]
         for outcome in _plan_all(planned, jobs):
-            result = _finish(repo, outcome, dry_run, run_tests)
+            result = _finish(outcome, dry_run, run_tests)
             results[result.name] = result
             on_result and on_result(result)
     return [results[p.name] for p in packages]
+
+
+def _job(package: Package, overrides: dict, base: Path, target: Path, version: str, trust: bool) -> _Job:
+    return _Job(
+        package.name, package.path, package.answers, overrides, base, target, version, trust,
+        package.git_root, package.git_relpath,
+    )  # fmt: skip
 
 
 def _target(repo: TemplateRepo, to: str | None) -> tuple[str, str]:
@@ -132,13 +139,14 @@ def _target(repo: TemplateRepo, to: str | None) -> tuple[str, str]:
     return sha, _git.describe(repo.root, sha)
 
 
-def _preflight_repository(repo: TemplateRepo) -> None:
-    unmerged = _git.unmerged_paths(repo.root)
-    if unmerged:
-        raise SmtError(f"the repository has unmerged files ({', '.join(unmerged[:3])}); resolve or reset them first")
-    strays = (
-        sorted(str(p.relative_to(repo.root)) for p in repo.fleet_dir.rglob("*.rej")) if repo.fleet_dir.is_dir() else []
-    )
+def _preflight(repo: TemplateRepo, packages: list[Package]) -> None:
+    """Refuse to start while any repository of the fleet has unmerged files, or the fleet has stray .rej files."""
+    for root in sorted({repo.root, *(p.git_root for p in packages)}):
+        unmerged = _git.unmerged_paths(root)
+        if unmerged:
+            raise SmtError(f"{root} has unmerged files ({', '.join(unmerged[:3])}); resolve or reset them first")
+    dirs = [repo.fleet_dir, *(p.path for p in packages)]
+    strays = sorted({str(r) for d in dirs if d.is_dir() for r in d.rglob("*.rej")})
     if strays:
         raise SmtError(f"stray rejected-hunk files in the fleet ({', '.join(strays[:3])}); resolve and delete them")
 
@@ -156,7 +164,7 @@ def _triage(repo, package: Package, target_sha: str, target_version: str, overri
         base.result, base.reason = REFUSED, f"{target_version} is not newer than {package.version}; no downgrades"
     elif not changes_answers and not repo.changed_between(sha, target_sha):
         return base  # same template tree: a later commit elsewhere in the repository is not a new version
-    elif _git.dirty_paths(repo.root, str(package.path.relative_to(repo.root))):
+    elif _git.dirty_paths(package.git_root, package.git_relpath):
         base.result, base.reason = REFUSED, "uncommitted changes in the package; commit or stash them first"
     else:
         return None
@@ -229,7 +237,7 @@ def _answers_text(render: Path, src_path: str, version: str) -> str:
     return header + yaml.dump(data, indent=4, allow_unicode=True, default_flow_style=False)
 
 
-def _finish(repo: TemplateRepo, planned: _Planned, dry_run: bool, run_tests: bool) -> SyncResult:
+def _finish(planned: _Planned, dry_run: bool, run_tests: bool) -> SyncResult:
     job, plan = planned.job, planned.plan
     result = SyncResult(job.name, job.answers.get("_commit"), job.target_version, UPDATED, seconds=planned.seconds)
     if plan is None:
@@ -242,17 +250,17 @@ def _finish(repo: TemplateRepo, planned: _Planned, dry_run: bool, run_tests: boo
     else:
         started = time.perf_counter()
         result.files_changed = plan.changed
-        failure = _apply(repo, job.path, plan, run_tests)
+        failure = _apply(job, plan, run_tests)
         if failure:
             result.result, result.reason, result.files_changed = FAILED, failure, []
         result.seconds += time.perf_counter() - started
     return result
 
 
-def _apply(repo: TemplateRepo, package: Path, plan: MergePlan, run_tests: bool) -> str:
+def _apply(job: _Job, plan: MergePlan, run_tests: bool) -> str:
     """Write the plan, check the package, stage it; on any failure restore it from the index. '' = success."""
-    rel = str(package.relative_to(repo.root))
-    journal = _git.git_path(repo.root, JOURNAL)
+    package, root, rel = job.path, job.git_root, job.git_rel
+    journal = _git.git_path(root, JOURNAL)
     journal.write_text(json.dumps({"package": rel}))
     try:
         for path in plan.deletes:
@@ -262,11 +270,11 @@ def _apply(repo: TemplateRepo, package: Path, plan: MergePlan, run_tests: bool) 
             (package / path).write_bytes(data)
         failure = _check_package(package) if run_tests else ""
         if failure:
-            _git.restore_from_index(repo.root, rel)
+            _git.restore_from_index(root, rel)
         else:
-            _git.stage(repo.root, rel)
+            _git.stage(root, rel)
     except BaseException:
-        _git.restore_from_index(repo.root, rel)
+        _git.restore_from_index(root, rel)
         journal.unlink(missing_ok=True)
         raise
     journal.unlink(missing_ok=True)
@@ -285,12 +293,14 @@ def _check_package(package: Path) -> str:
     return f"the package's tests fail after the update ({last[0]}); package left as it was"
 
 
-def recover(repo: TemplateRepo) -> str | None:
-    """Roll back the package a killed sync was writing (its journal); return its path, or None."""
-    journal = _git.git_path(repo.root, JOURNAL)
-    if not journal.is_file():
-        return None
-    rel = json.loads(journal.read_text())["package"]
-    _git.restore_from_index(repo.root, rel)
-    journal.unlink()
-    return rel
+def recover(repo: TemplateRepo, packages: list[Package] = ()) -> list[str]:
+    """Roll back the package a killed sync was writing, in every repository of the fleet; return their paths."""
+    recovered = []
+    for root in sorted({repo.root, *(p.git_root for p in packages)}):
+        journal = _git.git_path(root, JOURNAL)
+        if journal.is_file():
+            rel = json.loads(journal.read_text())["package"]
+            _git.restore_from_index(root, rel)
+            journal.unlink()
+            recovered.append(str(root / rel))
+    return recovered

@@ -342,3 +342,29 @@ def test_renamed_question_is_migrated_as_copier_does(template_repo, tmp_path):
     done = run_tool("copier", "update", "-q", "--defaults", "--trust", "generated/ctr_a", cwd=twin)
     assert done.returncode == 0, done.stderr
     assert tree_files(template_repo / "generated" / "ctr_a") == tree_files(twin / "generated" / "ctr_a")
+
+
+def test_fleet_of_separate_repositories_listed_in_a_fleet_file(template_repo, tmp_path, capsys):
+    repo = TemplateRepo.find(template_repo)
+    for name in ("ext_a", "ext_b"):
+        package = new_package(repo, name, dest=tmp_path / "repos" / name).path
+        git(package, "init", "-q", "-b", "main")
+        git(package, "config", "user.email", "t@smt.invalid")
+        git(package, "config", "user.name", "t")
+        commit_all(package, "rendered")
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text("packages:\n  - repos/ext_a\n  - repos/ext_b\n")
+    (tmp_path / "repos" / "ext_b" / "scratch.txt").write_text("uncommitted\n")
+    _change_metrics_default(template_repo)
+    _release(template_repo, "v2")
+    results = {r.name: r for r in sync_fleet(repo, run_tests=False, fleet_file=fleet)}
+    assert results["ext_a"].result == "updated" and results["ext_b"].result == "refused"
+    assert "EPS = 1e-6" in (tmp_path / "repos/ext_a/src/ext_a/metrics.py").read_text()
+    assert git(tmp_path / "repos" / "ext_a", "status", "--porcelain").startswith("M  ")  # staged in its own repo
+    assert git(template_repo, "status", "--porcelain") == ""
+    assert main(["--repo", str(template_repo), "--fleet", str(fleet), "status", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["ext_a"]["state"] == "up to date" and rows["ext_b"]["state"] == "behind" and rows["ext_b"]["dirty"]
+    fleet.write_text("packages: [repos/nowhere]\n")
+    with pytest.raises(Exception, match="not packages"):
+        sync_fleet(repo, fleet_file=fleet)

@@ -23,6 +23,7 @@ COMMANDS = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smt", description="Standard Model Template: one template, a fleet of models")
     parser.add_argument("--repo", help="the SMT repository (default: the git repository of the current directory)")
+    parser.add_argument("--fleet", help="a fleet file (YAML 'packages: [paths]') instead of generated/")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module in COMMANDS.items():
         module.register(sub.add_parser(name, help=module.HELP, description=module.HELP))

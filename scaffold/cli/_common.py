@@ -26,3 +26,7 @@ def parse_data(items: list[str]) -> dict:
         except yaml.YAMLError:
             raise SmtError(f"--data {item!r}: the value is not valid YAML") from None
     return data
+
+
+def fleet_of(args) -> Path | None:
+    return Path(args.fleet).resolve() if getattr(args, "fleet", None) else None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..check import check_fleet
-from ._common import repo_of
+from ._common import fleet_of, repo_of
 
 HELP = "CI gate: fail if a package is behind the template, has undeclared drift, or unmerged state"
 
@@ -13,7 +13,7 @@ def register(p) -> None:
 
 
 def run(args, console) -> int:
-    problems = check_fleet(repo_of(args))
+    problems = check_fleet(repo_of(args), fleet_of(args))
     for p in problems:
         console.print(f"{p.package or 'repository'}: {p.what}", markup=False)
     console.print("fleet check: " + (f"{len(problems)} problem(s)" if problems else "ok"))

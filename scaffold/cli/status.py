@@ -7,7 +7,7 @@ import json
 from rich.table import Table
 
 from ..status import fleet_status
-from ._common import repo_of
+from ._common import fleet_of, repo_of
 
 HELP = "show every package's template version, techniques, drift and state"
 
@@ -18,7 +18,7 @@ def register(p) -> None:
 
 
 def run(args, console) -> int:
-    statuses = fleet_status(repo_of(args), args.names or None)
+    statuses = fleet_status(repo_of(args), args.names or None, fleet_of(args))
     if args.json:
         print(json.dumps([s.to_dict() for s in statuses], indent=2))
         return 0

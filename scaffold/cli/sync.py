@@ -9,7 +9,7 @@ from rich.table import Table
 
 from ..fleet import discover
 from ..sync import REACHED, WOULD_UPDATE, sync_fleet
-from ._common import parse_data, repo_of
+from ._common import fleet_of, parse_data, repo_of
 
 HELP = "update packages to a template version (3-way merge, per-package transaction, tests after update)"
 
@@ -28,7 +28,7 @@ def register(p) -> None:
 def run(args, console) -> int:
     repo = repo_of(args)
     overrides = parse_data(args.set)
-    total = len(discover(repo, args.names or None))
+    total = len(discover(repo, args.names or None, fleet_of(args)))
     columns = (TextColumn("sync"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"))
     with Progress(*columns, TimeElapsedColumn(), console=console, transient=True, disable=args.json) as bar:
         task = bar.add_task("", total=total)
@@ -42,6 +42,7 @@ def run(args, console) -> int:
             overrides=overrides,
             on_result=lambda r: bar.update(task, advance=1, description=f"{r.name}: {r.result}"),
             trust=args.trust,
+            fleet_file=fleet_of(args),
         )
     ok = {*REACHED, WOULD_UPDATE} if args.dry_run else REACHED
     if args.json:
