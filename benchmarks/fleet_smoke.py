@@ -13,13 +13,11 @@ import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from scaffold import TemplateRepo, discover, new_package
+from scaffold import TemplateRepo, discover, new_package, runner
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -44,9 +42,9 @@ def time_smt_new(repo: TemplateRepo, answers: dict, repeats: int) -> float:
 
 
 def package_cli(package: Path, *args: str) -> str:
-    env = {**os.environ, "PYTHONPATH": str(package / "src")}
-    proc = subprocess.run([sys.executable, "-m", package.name, *args], cwd=package, env=env, capture_output=True,
-                          text=True, check=True)  # fmt: skip
+    proc = runner.run_cli(package, *args)
+    if proc.returncode != 0:
+        raise SystemExit(f"{package.name} {args[0]} failed: {proc.stderr[-2000:]}")
     return proc.stdout
 
 

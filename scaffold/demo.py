@@ -7,13 +7,11 @@ demo also proves that a package stands alone.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from . import runner
 from .errors import SmtError
 from .new import new_package
 from .template import TemplateRepo
@@ -66,18 +64,10 @@ def run_demo(
 
 
 def _package_cli(package: Path, *args: str, capture_stderr: bool = True) -> str:
-    env = {**os.environ, "PYTHONPATH": str(package / "src")}
-    proc = subprocess.run(
-        [sys.executable, "-m", DEMO_NAME, *args],
-        cwd=package,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE if capture_stderr else None,
-        text=True,
-    )
+    proc = runner.run_cli(package, *args, capture_stderr=capture_stderr)
     if proc.returncode != 0:
         last = (proc.stderr or "").strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
-        raise SmtError(f"`python -m {DEMO_NAME} {args[0]}` failed: {last[0]}")
+        raise SmtError(f"`python -m {package.name} {args[0]}` failed: {last[0]}")
     return proc.stdout
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import yaml
@@ -33,7 +34,7 @@ class Package:
     def questions(self) -> dict:
         return user_answers(self.answers)
 
-    @property
+    @cached_property
     def git_root(self) -> Path:
         """The git repository holding the package: the template repository, or the package's own."""
         return _git.toplevel(self.path)

@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -25,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from . import _copier, _git, migrations
+from . import _copier, _git, migrations, runner
 from .errors import InvalidAnswers, SmtError, TemplateDirty
 from .fleet import Package, discover
 from .merge import Conflict, MergePlan, plan_update
@@ -283,10 +281,7 @@ def _apply(job: _Job, plan: MergePlan, run_tests: bool) -> str:
 
 def _check_package(package: Path) -> str:
     """The package's own fast tests after the update; '' when they pass, else the reason."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    env["OMP_NUM_THREADS"] = "1"
-    args = [sys.executable, "-m", "pytest", "-m", "not slow", "-x", "-q", "-p", "no:cacheprovider"]
-    proc = subprocess.run(args, cwd=package, capture_output=True, text=True, env=env)
+    proc = runner.run_tests(package, "-m", "not slow", "-x", "-q")
     if proc.returncode == 0:
         return ""
     last = [line for line in proc.stdout.splitlines() if line.strip()][-1:] or [f"exit {proc.returncode}"]

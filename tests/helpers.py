@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from scaffold import runner
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -49,15 +50,7 @@ def run_tool(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def run_package_tests(package: Path, *pytest_args: str) -> subprocess.CompletedProcess:
     """The package's own test suite, in its own process, as a user would run it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    env["OMP_NUM_THREADS"] = "1"  # test workers run side by side: one thread each, no oversubscription
-    return subprocess.run(
-        [PYTHON, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:warnings", *pytest_args],
-        cwd=package,
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    return runner.run_tests(package, *pytest_args)
 
 
 def tree_files(root: Path) -> dict[str, bytes]:

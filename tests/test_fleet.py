@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import yaml
 
+from scaffold import runner
 from scaffold.fleet import load_package
 from scaffold.status import compare_to_render, render_answers
 from scaffold.template import model_owned_patterns
 
-from .helpers import PYTHON, REPO, copy_template, run_package_tests
+from .helpers import REPO, copy_template, run_package_tests
 
 FLEET = REPO / "generated"
 PACKAGES = sorted(p.name for p in FLEET.iterdir() if (p / ".copier-answers.yml").is_file())
@@ -80,13 +79,8 @@ def test_package_passes_its_own_tests(name):
 
 @pytest.mark.skipif(not CRITEO_SAMPLE.is_file(), reason="shared/data/criteo is not beside this checkout")
 def test_criteo_package_trains_on_real_criteo_rows(tmp_path):
-    import subprocess
-
-    package = FLEET / "criteo_ctr"
     run = tmp_path / "run"
     args = ["train", "--train", str(CRITEO_SAMPLE), "--valid", str(CRITEO_SAMPLE), "--out", str(run), "--quiet"]
-    env = {"PYTHONPATH": str(package / "src"), "PATH": str(Path(PYTHON).parent)}
-    proc = subprocess.run([PYTHON, "-m", "criteo_ctr", *args, "epochs=2", "batch_size=64"], env=env, cwd=package,
-                          capture_output=True, text=True)  # fmt: skip
+    proc = runner.run_cli(FLEET / "criteo_ctr", *args, "epochs=2", "batch_size=64")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (run / "best.pt").is_file()

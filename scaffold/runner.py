@@ -1,0 +1,34 @@
+"""Run a rendered package's own CLI or tests in a subprocess, as its user would (the package stands alone)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def package_env(package: Path) -> dict:
+    """The environment for a package's processes: its ``src/`` importable, pytest's own variables removed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env["PYTHONPATH"] = str(package / "src")
+    return env
+
+
+def run_cli(package: Path, *args: str, capture_stderr: bool = True) -> subprocess.CompletedProcess:
+    """``python -m <package> ARGS`` in the package directory (the import name is the directory name)."""
+    return subprocess.run(
+        [sys.executable, "-m", package.name, *args],
+        cwd=package,
+        env=package_env(package),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE if capture_stderr else None,
+        text=True,
+    )
+
+
+def run_tests(package: Path, *pytest_args: str) -> subprocess.CompletedProcess:
+    """The package's own test suite. One thread per process: several suites may run side by side."""
+    env = {**package_env(package), "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:warnings", *pytest_args]
+    return subprocess.run(args, cwd=package, capture_output=True, text=True, env=env)
