@@ -25,8 +25,14 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def machine() -> dict:
     import torch
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())  # fmt: skip
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__}
 
 
@@ -53,8 +59,21 @@ def smoke_train(package: Path, rows: int, epochs: int) -> dict:
         train, valid, run = Path(tmp) / "train.parquet", Path(tmp) / "valid.parquet", Path(tmp) / "run"
         package_cli(package, "synth", "--rows", str(rows), "--out", str(train), "--seed", "1")
         package_cli(package, "synth", "--rows", str(rows // 4), "--out", str(valid), "--seed", "2")
-        summary = json.loads(package_cli(package, "train", "--train", str(train), "--valid", str(valid), "--out",
-                                         str(run), "--quiet", f"epochs={epochs}", "patience=0"))  # fmt: skip
+        summary = json.loads(
+            package_cli(
+                package,
+                "train",
+                "--train",
+                str(train),
+                "--valid",
+                str(valid),
+                "--out",
+                str(run),
+                "--quiet",
+                f"epochs={epochs}",
+                "patience=0",
+            )
+        )
         capacity = json.loads(package_cli(package, "capacity", "--checkpoint", str(run), "--json"))
     ne = statistics.mean(m["ne"] for m in summary["valid"].values())
     return {"samples_per_second": summary["samples_per_second"], "valid_mean_ne": ne, **capacity}

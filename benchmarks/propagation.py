@@ -76,8 +76,12 @@ def time_copier_loop(root: Path, names: list[str]) -> list[float]:
     seconds = []
     for name in names:
         start = time.perf_counter()
-        subprocess.run([str(BIN / "copier"), "update", "-q", "--defaults", f"generated/{name}"], cwd=root,
-                       check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [str(BIN / "copier"), "update", "-q", "--defaults", f"generated/{name}"],
+            cwd=root,
+            check=True,
+            capture_output=True,
+        )
         git(root, "add", "-A", f"generated/{name}")
         seconds.append(time.perf_counter() - start)
     return seconds
@@ -130,10 +134,19 @@ def markdown(result: dict) -> str:
         loop = f"{r['copier_loop_seconds']:.1f}" + (
             f" (from {r['compared_packages']})" if r["copier_loop_extrapolated"] else ""
         )
-        cells = [r["packages"], f"{r['smt_sync_seconds']:.2f}", f"{r['smt_sync_per_package']:.3f}", loop,
-                 f"{r['copier_per_package_median']:.2f}", f"{r['speedup']}×", r["updated"],
-                 r["files_changed_automatically"], r["lines_edited_by_hand"], r["local_edits_kept"],
-                 r["identical_to_copier_update"]]  # fmt: skip
+        cells = [
+            r["packages"],
+            f"{r['smt_sync_seconds']:.2f}",
+            f"{r['smt_sync_per_package']:.3f}",
+            loop,
+            f"{r['copier_per_package_median']:.2f}",
+            f"{r['speedup']}×",
+            r["updated"],
+            r["files_changed_automatically"],
+            r["lines_edited_by_hand"],
+            r["local_edits_kept"],
+            r["identical_to_copier_update"],
+        ]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     sizes = {r["packages"]: r for r in result["sizes"]}
     if 20 in sizes and 100 in sizes:

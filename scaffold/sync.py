@@ -121,9 +121,17 @@ def sync_fleet(
 
 def _job(package: Package, overrides: dict, base: Path, target: Path, version: str, trust: bool) -> _Job:
     return _Job(
-        package.name, package.path, package.answers, overrides, base, target, version, trust,
-        package.git_root, package.git_relpath,
-    )  # fmt: skip
+        package.name,
+        package.path,
+        package.answers,
+        overrides,
+        base,
+        target,
+        version,
+        trust,
+        package.git_root,
+        package.git_relpath,
+    )
 
 
 def _target(repo: TemplateRepo, to: str | None) -> tuple[str, str]:

@@ -27,11 +27,19 @@ TASKS = {
     "movielens_multi": {"labels": ["label", "love"], **MOVIELENS},
     "adult_income": {
         "labels": ["label"],
-        "sparse": ["workclass", "education", "marital-status", "occupation", "relationship", "race", "gender",
-                   "native-country"],
+        "sparse": [
+            "workclass",
+            "education",
+            "marital-status",
+            "occupation",
+            "relationship",
+            "race",
+            "gender",
+            "native-country",
+        ],
         "multi_hot": [],
         "dense": ["age", "fnlwgt", "educational-num", "capital-gain", "capital-loss", "hours-per-week"],
-    },  # fmt: skip
+    },
     "bio_rare": {"labels": ["label"], "sparse": [], "multi_hot": [], "dense": [f"f{i}" for i in range(4, 78)]},
     "criteo_ctr": {
         "labels": ["label"],

@@ -18,9 +18,20 @@ def test_new_equals_copier_copy(template_repo, tmp_path):
     assert created.path == template_repo / "generated" / "ctr_feed"
     assert created.answers["_commit"] == "v1" and created.answers["_src_path"] == "."
     plain = run_tool(
-        "copier", "copy", "-q", "--defaults", "--data", "name=ctr_feed", "--data", "events=[click, buy]",
-        "--data", "interaction=dot", ".", str(tmp_path / "plain"), cwd=template_repo,
-    )  # fmt: skip
+        "copier",
+        "copy",
+        "-q",
+        "--defaults",
+        "--data",
+        "name=ctr_feed",
+        "--data",
+        "events=[click, buy]",
+        "--data",
+        "interaction=dot",
+        ".",
+        str(tmp_path / "plain"),
+        cwd=template_repo,
+    )
     assert plain.returncode == 0, plain.stderr
     assert tree_files(created.path) == tree_files(tmp_path / "plain")
 

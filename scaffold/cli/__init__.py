@@ -8,7 +8,7 @@ import sys
 from rich.console import Console
 
 from ..errors import SmtError
-from . import check, demo, new, release, status, sync
+from . import check, data, demo, new, release, status, sync
 
 COMMANDS = {
     "new": new,
@@ -16,6 +16,7 @@ COMMANDS = {
     "sync": sync,
     "check": check,
     "release": release,
+    "data": data,
     "demo": demo,
 }
 
