@@ -10,16 +10,31 @@ from scaffold.status import render_answers
 
 from .helpers import copy_template, run_package_tests, run_tool
 
-VARIANTS = [
-    {"interaction": interaction, "towers": "single", "events": ["click"]} for interaction in ("concat", "dot", "dcn_v2")
-] + [
-    {"interaction": interaction, "towers": towers, "events": ["click", "conversion"]}
-    for interaction, towers in itertools.product(("concat", "dot", "dcn_v2"), ("single", "shared_bottom", "mmoe"))
-]
+VARIANTS = (
+    [
+        {"interaction": interaction, "towers": "single", "events": ["click"]}
+        for interaction in ("concat", "dot", "dcn_v2")
+    ]
+    + [
+        {"interaction": interaction, "towers": towers, "events": ["click", "conversion"]}
+        for interaction, towers in itertools.product(("concat", "dot", "dcn_v2"), ("single", "shared_bottom", "mmoe"))
+    ]
+    + [
+        {"interaction": "dot", "towers": "single", "events": ["click"], "mlp_block": "residual"},
+        {
+            "interaction": "dcn_v2",
+            "towers": "mmoe",
+            "events": ["a", "b"],
+            "mlp_block": "residual",
+            "width_multiplier": 0.5,
+        },
+    ]
+)
 
 
 def _id(v: dict) -> str:
-    return f"{v['interaction']}-{v['towers']}-{len(v['events'])}ev"
+    extra = f"-{v['mlp_block']}" if "mlp_block" in v else ""
+    return f"{v['interaction']}-{v['towers']}-{len(v['events'])}ev{extra}"
 
 
 @pytest.fixture(scope="module")

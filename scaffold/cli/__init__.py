@@ -8,7 +8,7 @@ import sys
 from rich.console import Console
 
 from ..errors import SmtError
-from . import check, data, demo, new, release, status, sync
+from . import bench, check, data, demo, new, release, status, sync
 
 COMMANDS = {
     "new": new,
@@ -17,6 +17,7 @@ COMMANDS = {
     "check": check,
     "release": release,
     "data": data,
+    "bench": bench,
     "demo": demo,
 }
 
