@@ -71,6 +71,10 @@ class RankingModel(nn.Module):
 
 
 def build_model(spec: ModelSpec, sizes: FeatureSizes, seed: int = 0) -> nn.Module:
-    """A freshly initialised model, passed through the package's extension hook."""
+    """A freshly initialised model (sized to the FLOPs budget, if any), passed through the extension hook."""
+    if spec.flops_budget:
+        from .budget import fit_to_budget
+
+        spec = fit_to_budget(spec, sizes)
     torch.manual_seed(seed)
     return extensions.extend_model(RankingModel(spec, sizes), spec)
