@@ -32,10 +32,10 @@ def test_export_matches_eager_at_any_batch_size(tmp_path, trained, tiny_schema):
 @pytest.mark.parametrize(
     "features",
     [
-        {"dense": ["a", "b"]},
-        {"sparse": ["a", "b"]},
-        {"multi_hot": [{"name": "tags", "max_length": 3}]},
-        {"sparse": ["a"], "multi_hot": ["tags"], "dense": ["x"]},
+        {"dense": ["feat_d1", "feat_d2"]},
+        {"sparse": ["feat_s1", "feat_s2"]},
+        {"multi_hot": [{"name": "feat_tags", "max_length": 3}]},
+        {"sparse": ["feat_s1"], "multi_hot": ["feat_tags"], "dense": ["feat_d1"]},
     ],
     ids=["dense-only", "sparse-only", "multi-hot-only", "all-kinds"],
 )

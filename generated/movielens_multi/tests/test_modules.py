@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -9,6 +11,7 @@ from movielens_multi.model import FeatureSizes, RankingModel
 from movielens_multi.modules.dense import DenseArch
 from movielens_multi.modules.embedding import SparseArch
 from movielens_multi.modules.interaction import ConcatInteraction, DotInteraction, LowRankCrossInteraction
+from movielens_multi.modules.mlp import MLP, ResidualBlock, scaled
 from movielens_multi.modules.towers import MMoE, SharedBottom, SingleTower
 from movielens_multi.spec import SPEC
 
@@ -26,6 +29,21 @@ def test_multi_hot_bag_ignores_padding():
     padded = torch.tensor([[3, 4, 0, 0]])
     expected = arch.bags[0].weight[[3, 4]].mean(dim=0)
     assert torch.allclose(arch(torch.zeros((1, 0), dtype=torch.long), [padded])[0, 0], expected)
+
+
+def test_residual_block_matches_formula():
+    x = torch.randn(B, 6)
+    same, wider = ResidualBlock(6, 6), ResidualBlock(6, 9)
+    norm = torch.nn.functional.layer_norm(x, (6,))
+    assert torch.allclose(same(x), torch.relu(same.linear(norm)) + x, atol=1e-6)
+    assert torch.allclose(wider(x), torch.relu(wider.linear(norm)) + x @ wider.shortcut.weight.T, atol=1e-6)
+
+
+def test_mlp_blocks_and_width_multiplier():
+    assert scaled((256, 64), 0.5) == [128, 32] and scaled((3,), 0.1) == [1]
+    assert MLP(6, [8, 8], block="residual")(torch.randn(B, 6)).shape == (B, 8)
+    with pytest.raises(ValueError, match="unknown MLP block"):
+        MLP(6, [8], block="dense")
 
 
 def test_dense_arch_shape():
@@ -76,8 +94,9 @@ def test_mmoe_gates_are_distributions():
 
 
 @pytest.mark.parametrize("sizes", [FeatureSizes((10, 20), (7,), 3), FeatureSizes((), (), 4), FeatureSizes((9,), (), 0)])
-def test_model_of_this_package_gives_logits_per_event(sizes):
-    model = RankingModel(SPEC, sizes)
+@pytest.mark.parametrize("block", ["plain", "residual"])
+def test_model_of_this_package_gives_logits_per_event(sizes, block):
+    model = RankingModel(dataclasses.replace(SPEC, mlp_block=block, width_multiplier=0.5), sizes)
     sparse = torch.stack([torch.randint(0, n, (B,)) for n in sizes.sparse], 1) if sizes.sparse else None
     sparse = sparse if sparse is not None else torch.zeros((B, 0), dtype=torch.long)
     multi = [torch.randint(0, n, (B, 4)) for n in sizes.multi_hot]
@@ -99,3 +118,17 @@ def test_model_can_overfit_a_tiny_batch():
         loss.backward()
         dense_opt.step(), sparse_opt.step()
     assert loss.item() < 0.05
+
+
+def test_flops_budget_sizes_the_model_within_two_percent():
+    from movielens_multi.budget import dense_flops, fit_to_budget
+    from movielens_multi.errors import ConfigError
+
+    sizes = FeatureSizes((10, 20, 30), (7,), 3)
+    plain = dense_flops(SPEC, sizes)
+    for budget in (plain * 0.5, plain * 2.0):
+        fitted = fit_to_budget(dataclasses.replace(SPEC, flops_budget=int(budget)), sizes)
+        assert abs(dense_flops(fitted, sizes) - budget) <= 0.02 * budget
+        assert fitted.width_multiplier != SPEC.width_multiplier
+    with pytest.raises(ConfigError, match="too small for any model"):
+        fit_to_budget(dataclasses.replace(SPEC, flops_budget=10), sizes)

@@ -24,6 +24,9 @@ class ModelSpec:
     dense_arch: tuple[int, ...]
     over_arch: tuple[int, ...]
     tower_arch: tuple[int, ...]
+    mlp_block: str
+    width_multiplier: float
+    flops_budget: int
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -41,4 +44,7 @@ SPEC = ModelSpec(
     dense_arch=(64,),
     over_arch=(256, 128),
     tower_arch=(),
+    mlp_block="plain",
+    width_multiplier=1.0,
+    flops_budget=0,
 )

@@ -15,6 +15,7 @@ from . import extensions
 from .modules.dense import DenseArch
 from .modules.embedding import SparseArch
 from .modules.interaction import build_interaction
+from .modules.mlp import scaled
 from .modules.towers import build_towers
 from .spec import ModelSpec
 
@@ -49,7 +50,8 @@ class RankingModel(nn.Module):
         super().__init__()
         dim = spec.embedding_dim
         self.sparse_arch = SparseArch(list(sizes.sparse), list(sizes.multi_hot), dim)
-        self.dense_arch = DenseArch(sizes.num_dense, list(spec.dense_arch), dim) if sizes.num_dense else None
+        dense_sizes = scaled(spec.dense_arch, spec.width_multiplier)
+        self.dense_arch = DenseArch(sizes.num_dense, dense_sizes, dim, spec.mlp_block) if sizes.num_dense else None
         num_vectors = self.sparse_arch.num_vectors + (1 if sizes.num_dense else 0)
         self.interaction = build_interaction(spec.interaction, num_vectors, dim, spec.dcn_rank, spec.dcn_layers)
         self.over_arch = build_towers(spec.towers, self.interaction.output_dim, spec)
@@ -69,6 +71,10 @@ class RankingModel(nn.Module):
 
 
 def build_model(spec: ModelSpec, sizes: FeatureSizes, seed: int = 0) -> nn.Module:
-    """A freshly initialised model, passed through the package's extension hook."""
+    """A freshly initialised model (sized to the FLOPs budget, if any), passed through the extension hook."""
+    if spec.flops_budget:
+        from .budget import fit_to_budget
+
+        spec = fit_to_budget(spec, sizes)
     torch.manual_seed(seed)
     return extensions.extend_model(RankingModel(spec, sizes), spec)

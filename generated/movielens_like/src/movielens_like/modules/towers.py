@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .mlp import MLP
+from .mlp import MLP, scaled
 
 
 class SingleTower(nn.Module):
@@ -16,9 +16,9 @@ class SingleTower(nn.Module):
         torch.Size([3, 2])
     """
 
-    def __init__(self, in_dim: int, sizes: list[int], num_events: int):
+    def __init__(self, in_dim: int, sizes: list[int], num_events: int, block: str = "plain"):
         super().__init__()
-        self.mlp = MLP(in_dim, sizes)
+        self.mlp = MLP(in_dim, sizes, block)
         self.heads = nn.Linear(self.mlp.out_dim, num_events)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -39,11 +39,11 @@ class SharedBottom(nn.Module):
         torch.Size([3, 2])
     """
 
-    def __init__(self, in_dim: int, sizes: list[int], tower_sizes: list[int], num_events: int):
+    def __init__(self, in_dim: int, sizes: list[int], tower_sizes: list[int], num_events: int, block: str = "plain"):
         super().__init__()
-        self.bottom = MLP(in_dim, sizes)
+        self.bottom = MLP(in_dim, sizes, block)
         self.towers = nn.ModuleList(
-            nn.Sequential(MLP(self.bottom.out_dim, tower_sizes), nn.Linear(_out(self.bottom, tower_sizes), 1))
+            nn.Sequential(MLP(self.bottom.out_dim, tower_sizes, block), nn.Linear(_out(self.bottom, tower_sizes), 1))
             for _ in range(num_events)
         )
 
@@ -69,14 +69,16 @@ class MMoE(nn.Module):
         torch.Size([5, 2])
     """
 
-    def __init__(self, in_dim: int, sizes: list[int], tower_sizes: list[int], num_events: int, num_experts: int):
+    def __init__(
+        self, in_dim: int, sizes: list[int], tower_sizes: list[int], num_events: int, num_experts: int, block="plain"
+    ):
         super().__init__()
-        self.experts = nn.ModuleList(MLP(in_dim, sizes) for _ in range(num_experts))
+        self.experts = nn.ModuleList(MLP(in_dim, sizes, block) for _ in range(num_experts))
         self.gates = nn.Linear(in_dim, num_events * num_experts)
         self.num_events, self.num_experts = num_events, num_experts
         expert_dim = self.experts[0].out_dim
         self.towers = nn.ModuleList(
-            nn.Sequential(MLP(expert_dim, tower_sizes), nn.Linear(_out(self.experts[0], tower_sizes), 1))
+            nn.Sequential(MLP(expert_dim, tower_sizes, block), nn.Linear(_out(self.experts[0], tower_sizes), 1))
             for _ in range(num_events)
         )
 
@@ -100,11 +102,12 @@ def _out(bottom: MLP, tower_sizes: list[int]) -> int:
 
 def build_towers(kind: str, in_dim: int, spec) -> nn.Module:
     """The towers named by the package's ``towers`` answer; ``spec`` is the package's ModelSpec."""
-    events = len(spec.events)
+    events, block = len(spec.events), spec.mlp_block
+    over, tower = scaled(spec.over_arch, spec.width_multiplier), scaled(spec.tower_arch, spec.width_multiplier)
     if kind == "single":
-        return SingleTower(in_dim, list(spec.over_arch), events)
+        return SingleTower(in_dim, over, events, block)
     if kind == "shared_bottom":
-        return SharedBottom(in_dim, list(spec.over_arch), list(spec.tower_arch), events)
+        return SharedBottom(in_dim, over, tower, events, block)
     if kind == "mmoe":
-        return MMoE(in_dim, list(spec.over_arch), list(spec.tower_arch), events, spec.num_experts)
+        return MMoE(in_dim, over, tower, events, spec.num_experts, block)
     raise ValueError(f"unknown towers '{kind}'")

@@ -1,0 +1,67 @@
+"""Neutral serving capacity: size a model to a dense-FLOPs-per-example budget (template-owned).
+
+With a ``flops_budget`` answer, the width multiplier of every MLP is solved by bisection so that the model's
+dense FLOPs per example (torch.utils.flop_counter, forward pass) land within ±2% of the budget. Comparisons
+between variants are then at equal serving cost. Embedding lookups cost 0 FLOPs here: report bytes apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .errors import ConfigError
+from .spec import ModelSpec
+
+TOLERANCE = 0.02
+PROBE_BATCH = 8
+
+
+def dense_flops(spec: ModelSpec, sizes) -> float:
+    """Dense FLOPs per example of the model ``spec`` builds for ``sizes`` (tables shrunk: they cost 0 FLOPs)."""
+    from .model import FeatureSizes, RankingModel
+
+    probe = FeatureSizes(tuple(2 for _ in sizes.sparse), tuple(2 for _ in sizes.multi_hot), sizes.num_dense)
+    model = RankingModel(dataclasses.replace(spec, flops_budget=0), probe).eval()
+    inputs = (
+        torch.zeros((PROBE_BATCH, len(probe.sparse)), dtype=torch.long),
+        torch.zeros((PROBE_BATCH, probe.num_dense)),
+        [torch.ones((PROBE_BATCH, 1), dtype=torch.long) for _ in probe.multi_hot],
+    )
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(*inputs)
+    return counter.get_total_flops() / PROBE_BATCH
+
+
+@functools.lru_cache(maxsize=32)
+def fit_to_budget(spec: ModelSpec, sizes) -> ModelSpec:
+    """``spec`` with the width multiplier that puts dense FLOPs/example within ±2% of ``spec.flops_budget``."""
+    budget = spec.flops_budget
+
+    def flops(multiplier: float) -> float:
+        return dense_flops(dataclasses.replace(spec, width_multiplier=multiplier), sizes)
+
+    low, high = 1e-3, 64.0
+    if flops(low) > budget * (1 + TOLERANCE):
+        raise ConfigError(
+            f"flops_budget {budget:,} is too small for any model of this package (the narrowest needs "
+            f"{flops(low):,.0f} FLOPs/example); raise it, or lower dcn_rank / embedding_dim"
+        )
+    if flops(high) < budget * (1 - TOLERANCE):
+        raise ConfigError(f"flops_budget {budget:,} needs more than 64× the widths; add layers to over_arch instead")
+    best = (math.inf, 1.0)
+    for _ in range(40):
+        middle = math.sqrt(low * high)
+        value = flops(middle)
+        best = min(best, (abs(value - budget) / budget, middle))
+        if value > budget:
+            high = middle
+        else:
+            low = middle
+    if best[0] > TOLERANCE:
+        raise ConfigError(f"no width lands within ±2% of flops_budget {budget:,} (closest {best[0]:.1%}); adjust it")
+    return dataclasses.replace(spec, width_multiplier=round(best[1], 6), flops_budget=0)
