@@ -6,15 +6,22 @@ Task data comes from `smt data fetch` (DESIGN §5). A *variant* is a named set o
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import statistics
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from . import runner
 from .errors import SmtError
-from .fleet import Package
+from .fleet import Package, load_package
+from .status import render_answers
+from .template import TemplateRepo, is_model_owned, model_owned_patterns
 
 TASK_OF = {"movielens_like": "movielens_like", "movielens_multi": "movielens_like"}
 
@@ -74,3 +81,50 @@ def _json(package: Package, *args: str) -> dict:
 def relative_ne_change(candidate: float, baseline: float) -> float:
     """(NE_candidate − NE_baseline) / NE_baseline, in percent; negative is better (Meta's convention)."""
     return 100.0 * (candidate - baseline) / baseline
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named change to evaluate: template answers (re-render) and/or training overrides (``key=value``)."""
+
+    name: str
+    answers: dict = field(default_factory=dict)
+    training: tuple[str, ...] = ()
+
+
+def parse_variant(spec: str, questions: set[str]) -> Variant:
+    """``NAME:key=value,key=value``; keys that are template questions are answers, the rest training options."""
+    name, _, items = spec.partition(":")
+    answers, training = {}, []
+    for item in filter(None, items.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SmtError(f"variant {spec!r}: {item!r} must look like key=value")
+        if key in questions:
+            answers[key] = value if value == "match" else yaml.safe_load(value)
+        else:
+            training.append(item)
+    return Variant(name, answers, tuple(training))
+
+
+def template_questions(repo: TemplateRepo) -> set[str]:
+    config = yaml.safe_load((repo.root / "copier.yml").read_text())
+    return {k for k in config if not k.startswith("_")}
+
+
+@contextlib.contextmanager
+def with_answers(repo: TemplateRepo, package: Package, answers: dict) -> Iterator[Package]:
+    """The package re-rendered from the working-tree template with changed answers, its own files kept."""
+    if not answers:
+        yield package
+        return
+    with repo.snapshot() as template_dir, tempfile.TemporaryDirectory(prefix="smt-variant-") as tmp:
+        merged = {**package.questions, **answers}
+        out = render_answers(template_dir, merged, Path(tmp) / package.name)
+        patterns = model_owned_patterns(template_dir, merged)
+        for path in package.path.rglob("*"):
+            rel = path.relative_to(package.path).as_posix()
+            if path.is_file() and is_model_owned(rel, patterns):
+                (out / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, out / rel)
+        yield load_package(out)

@@ -8,7 +8,16 @@ from pathlib import Path
 from rich.table import Table
 
 from ..fleet import discover
-from ..quality import Summary, relative_ne_change, run_once, task_dir
+from ..quality import (
+    Summary,
+    Variant,
+    parse_variant,
+    relative_ne_change,
+    run_once,
+    task_dir,
+    template_questions,
+    with_answers,
+)
 from ._common import fleet_of, repo_of
 
 HELP = "benchmarks: `quality` trains fleet packages on their real tasks over seeds and reports test metrics"
@@ -38,19 +47,24 @@ def run(args, console) -> int:
         for p in discover(repo, args.names or None, fleet_of(args))
         if args.names or (data_root / p.name).exists() or p.name == "movielens_multi"
     ]
-    variants = {"default": []}
-    for spec in args.variant:
-        name, _, items = spec.partition(":")
-        variants[name] = [i for i in items.split(",") if i]
+    questions = template_questions(repo)
+    variants = [Variant("default"), *(parse_variant(v, questions) for v in args.variant)]
     summaries = []
     with console.status("training") as status:
         for package in packages:
             data = task_dir(data_root, package)
-            for variant, overrides in variants.items():
-                summary = Summary(package.name, variant)
-                for seed in range(args.seeds):
-                    status.update(f"{package.name} / {variant} / seed {seed}")
-                    summary.runs.append(run_once(package, data, seed, overrides, variant))
+            default_flops = None
+            for variant in variants:
+                answers = dict(variant.answers)
+                if answers.get("flops_budget") == "match":
+                    answers["flops_budget"] = int(default_flops)
+                summary = Summary(package.name, variant.name)
+                with with_answers(repo, package, answers) as candidate:
+                    for seed in range(args.seeds):
+                        status.update(f"{package.name} / {variant.name} / seed {seed}")
+                        run = run_once(candidate, data, seed, list(variant.training), variant.name)
+                        summary.runs.append(run)
+                default_flops = default_flops or summary.runs[0].capacity["dense_flops_per_example"]
                 summaries.append(summary)
     _table(console, summaries)
     if args.out:
