@@ -132,3 +132,27 @@ def test_flops_budget_sizes_the_model_within_two_percent():
         assert fitted.width_multiplier != SPEC.width_multiplier
     with pytest.raises(ConfigError, match="too small for any model"):
         fit_to_budget(dataclasses.replace(SPEC, flops_budget=10), sizes)
+
+
+def test_bucketized_dense_and_missing_indicators_are_encoded_from_train():
+    import pyarrow as pa
+
+    from adult_income.preprocess import FIRST_ID, MISSING, Preprocessor
+    from adult_income.schema import schema_from_dict
+
+    schema = schema_from_dict(
+        {
+            "labels": list(SPEC.events),
+            "sparse": ["s"],
+            "dense": [{"name": "x", "buckets": 4, "missing_indicator": True}, {"name": "z"}],
+        }
+    )
+    labels = {e: [0, 1, 0, 1, 0] for e in SPEC.events}
+    train = pa.table({**labels, "s": ["a"] * 5, "x": [1.0, 2.0, 3.0, 4.0, None], "z": [0.0] * 5})
+    pre = Preprocessor.fit(train, schema)
+    assert pre.cardinalities()[0] == [FIRST_ID + 1, FIRST_ID + len(pre.state["edges"]["x"]) + 1]
+    data = pre.transform(pa.table({**labels, "s": ["a"] * 5, "x": [0.0, 2.5, 100.0, None, 4.0], "z": [1.0] * 5}))
+    buckets = data.sparse[:, 1].tolist()
+    assert buckets[0] == FIRST_ID and buckets[2] == FIRST_ID + len(pre.state["edges"]["x"]) and buckets[3] == MISSING
+    assert buckets[0] <= buckets[1] <= buckets[2]
+    assert data.dense.shape == (5, 3) and data.dense[:, 2].tolist() == [0.0, 0.0, 0.0, 1.0, 0.0]

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from bio_rare.capacity import capacity, example_inputs
+from bio_rare.capacity import capacity, example_inputs, sizes_from_schema
 from bio_rare.checkpoint import load_trained
 from bio_rare.export import META_FILE, export, export_model
 from bio_rare.model import FeatureSizes, build_model
@@ -36,12 +36,13 @@ def test_export_matches_eager_at_any_batch_size(tmp_path, trained, tiny_schema):
         {"sparse": ["feat_s1", "feat_s2"]},
         {"multi_hot": [{"name": "feat_tags", "max_length": 3}]},
         {"sparse": ["feat_s1"], "multi_hot": ["feat_tags"], "dense": ["feat_d1"]},
+        {"dense": [{"name": "feat_d1", "buckets": 8, "missing_indicator": True}]},
     ],
-    ids=["dense-only", "sparse-only", "multi-hot-only", "all-kinds"],
+    ids=["dense-only", "sparse-only", "multi-hot-only", "all-kinds", "bucketized-dense"],
 )
 def test_every_schema_shape_exports_with_parity(tmp_path, features):
     schema = schema_from_dict({"labels": list(SPEC.events), **features})
-    sizes = FeatureSizes(tuple(7 for _ in schema.sparse), tuple(5 for _ in schema.multi_hot), len(schema.dense))
+    sizes = sizes_from_schema(schema)
     meta = {"sizes": sizes.to_dict()}
     result = export_model(build_model(SPEC, sizes), meta, schema, tmp_path / "m.pt2", (1,), repeats=1)
     assert result["parity_max_abs_diff"] <= 1e-5

@@ -21,7 +21,10 @@ def tiny_schema():
                 {"name": "item", "encoding": "hash", "buckets": 64, "cardinality": 40},
             ],
             "multi_hot": [{"name": "tags", "max_length": 4, "cardinality": 12}],
-            "dense": [{"name": "price", "transform": "log_standardize"}, {"name": "age"}],
+            "dense": [
+                {"name": "price", "transform": "log_standardize", "buckets": 16, "missing_indicator": True},
+                {"name": "age"},
+            ],
         }
     )
 

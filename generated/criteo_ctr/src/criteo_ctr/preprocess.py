@@ -3,7 +3,9 @@
 Index layout of every id table: 0 = missing value (and padding of multi-hot lists), 1 = out of vocabulary,
 2.. = vocabulary entries (most frequent first) or hash buckets. Out-of-vocabulary ids therefore never fail.
 Dense values: missing → train mean (or 0), then ``log`` (sign(x)·log1p|x|) and/or standardization with the
-train mean and std. The fitted state is a JSON-able dict saved with every checkpoint.
+train mean and std; optional 0/1 missing indicators follow the values. Bucketized dense features also get
+a quantile-bucket id (edges fit on train; 0 = missing), encoded as extra sparse columns after the schema's
+sparse features. The fitted state is a JSON-able dict saved with every checkpoint.
 """
 
 from __future__ import annotations
@@ -65,11 +67,13 @@ class Preprocessor:
             state["vocab"][f.name] = _fit_vocab(tokens, f.min_count)
         for f in schema.dense:
             state["dense"][f.name] = _fit_dense(_as_floats(table.column(f.name)), f)
+        state["edges"] = {f.name: _fit_edges(_as_floats(table.column(f.name)), f.buckets) for f in schema.bucketized}
         return cls(schema, state)
 
     def cardinalities(self) -> tuple[list[int], list[int]]:
         """Rows of each sparse table and of each multi-hot table (incl. missing and OOV rows)."""
         sparse = [self._table_size(f) for f in self.schema.sparse]
+        sparse += [FIRST_ID + len(self.state["edges"][f.name]) + 1 for f in self.schema.bucketized]
         multi = [FIRST_ID + len(self.state["vocab"][f.name]) for f in self.schema.multi_hot]
         return sparse, multi
 
@@ -80,13 +84,20 @@ class Preprocessor:
 
     def transform(self, table: pa.Table) -> EncodedData:
         n = table.num_rows
-        sparse = np.zeros((n, len(self.schema.sparse)), dtype=np.int64)
+        sparse = np.zeros((n, len(self.schema.sparse) + len(self.schema.bucketized)), dtype=np.int64)
         for j, f in enumerate(self.schema.sparse):
             sparse[:, j] = self._encode_sparse(table.column(f.name), f)
+        for j, f in enumerate(self.schema.bucketized, start=len(self.schema.sparse)):
+            sparse[:, j] = _bucket_ids(_as_floats(table.column(f.name)), self.state["edges"][f.name])
         multi = [self._encode_multi_hot(table.column(f.name), f) for f in self.schema.multi_hot]
-        dense = np.zeros((n, len(self.schema.dense)), dtype=np.float32)
+        dense = np.zeros((n, self.schema.dense_width), dtype=np.float32)
+        indicator = len(self.schema.dense)
         for j, f in enumerate(self.schema.dense):
-            dense[:, j] = _apply_dense(_as_floats(table.column(f.name)), f, self.state["dense"][f.name])
+            values = _as_floats(table.column(f.name))
+            dense[:, j] = _apply_dense(values, f, self.state["dense"][f.name])
+            if f.missing_indicator:
+                dense[:, indicator] = np.isnan(values)
+                indicator += 1
         labels = None
         if all(name in table.column_names for name in self.schema.labels):
             labels = np.stack([_as_floats(table.column(name)) for name in self.schema.labels], axis=1).astype(
@@ -166,6 +177,22 @@ def _hash_ids(tokens: pa.Array, buckets: int) -> np.ndarray:
     ids = np.full(len(tokens), MISSING, dtype=np.int64)
     ids[valid] = bucket_of[codes[valid].astype(np.int64)] + FIRST_ID
     return ids
+
+
+def _fit_edges(values: np.ndarray, buckets: int) -> list[float]:
+    """Inner quantile edges of the train values (duplicates dropped): at most ``buckets`` buckets."""
+    present = values[~np.isnan(values)]
+    if present.size == 0:
+        return []
+    quantiles = np.quantile(present, np.linspace(0, 1, buckets + 1)[1:-1])
+    return [float(q) for q in np.unique(quantiles)]
+
+
+def _bucket_ids(values: np.ndarray, edges: list[float]) -> np.ndarray:
+    """FIRST_ID + the bucket of each value (0 for missing)."""
+    ids = np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="right") + FIRST_ID
+    ids[np.isnan(values)] = MISSING
+    return ids.astype(np.int64)
 
 
 def _signed_log(x: np.ndarray) -> np.ndarray:

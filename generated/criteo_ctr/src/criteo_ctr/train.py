@@ -87,7 +87,7 @@ def train(
         pre = Preprocessor.fit(train_table, schema)
     train_data, valid_data = pre.transform(train_table), pre.transform(valid_table)
     sparse_sizes, multi_sizes = pre.cardinalities()
-    sizes = FeatureSizes(tuple(sparse_sizes), tuple(multi_sizes), len(schema.dense))
+    sizes = FeatureSizes(tuple(sparse_sizes), tuple(multi_sizes), schema.dense_width)
     meta = ckpt.make_meta(SPEC, schema, pre.state, sizes.to_dict(), config.to_dict())
     model = build_model(SPEC, sizes, config.seed)
     if hasattr(model, "init_base_rates"):

@@ -17,9 +17,10 @@ from .schema import FeatureSchema
 
 def sizes_from_schema(schema: FeatureSchema) -> FeatureSizes:
     """Table sizes implied by the schema alone (hash buckets, or the ``cardinality`` hints of vocabularies)."""
-    sparse = tuple(FIRST_ID + (f.buckets if f.encoding == "hash" else f.cardinality) for f in schema.sparse)
+    sparse = [FIRST_ID + (f.buckets if f.encoding == "hash" else f.cardinality) for f in schema.sparse]
+    sparse += [FIRST_ID + f.buckets for f in schema.bucketized]
     multi = tuple(FIRST_ID + f.cardinality for f in schema.multi_hot)
-    return FeatureSizes(sparse, multi, len(schema.dense))
+    return FeatureSizes(tuple(sparse), multi, schema.dense_width)
 
 
 def example_inputs(sizes: FeatureSizes, schema: FeatureSchema, batch: int, seed: int = 0) -> tuple:

@@ -45,11 +45,17 @@ class MultiHotFeature:
 
 @dataclass(frozen=True)
 class DenseFeature:
-    """A numeric column; missing values are filled, then transformed with statistics of train."""
+    """A numeric column; missing values are filled, then transformed with statistics of train.
+
+    ``buckets`` > 0 also embeds the value's quantile bucket (edges fit on train) as one more sparse vector;
+    ``missing_indicator`` adds a 0/1 dense column that says the value was missing.
+    """
 
     name: str
     transform: str = "standardize"
     fill: str = "mean"
+    buckets: int = 0
+    missing_indicator: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,16 @@ class FeatureSchema:
     def columns(self) -> list[str]:
         """Every column the schema reads: labels first, then features."""
         return [*self.labels, *self.feature_names]
+
+    @property
+    def bucketized(self) -> list[DenseFeature]:
+        """Dense features that also get a quantile-bucket embedding (encoded after the sparse features)."""
+        return [f for f in self.dense if f.buckets]
+
+    @property
+    def dense_width(self) -> int:
+        """Columns of the encoded dense matrix: the values, then the missing indicators."""
+        return len(self.dense) + sum(f.missing_indicator for f in self.dense)
 
     @property
     def header_less_columns(self) -> list[str]:
@@ -177,6 +193,10 @@ def _check_schema(schema: FeatureSchema, source: str) -> None:
                 f"{source}: dense feature '{f.name}' has unknown transform '{f.transform}'; "
                 f"use one of {list(DENSE_TRANSFORMS)}"
             )
+        if not isinstance(f.buckets, int) or f.buckets < 0 or f.buckets == 1 or f.buckets > 100_000:
+            raise SchemaError(f"{source}: dense feature '{f.name}' needs buckets 0 (off) or 2..100000")
+        if not isinstance(f.missing_indicator, bool):
+            raise SchemaError(f"{source}: dense feature '{f.name}': missing_indicator must be true or false")
         if f.fill not in DENSE_FILLS:
             raise SchemaError(
                 f"{source}: dense feature '{f.name}' has unknown fill '{f.fill}'; use one of {list(DENSE_FILLS)}"
