@@ -18,12 +18,11 @@ from pathlib import Path
 import yaml
 
 from . import runner
+from .datasets.tasks import ALIASES
 from .errors import SmtError
 from .fleet import Package, load_package
 from .status import render_answers
 from .template import TemplateRepo, is_model_owned, model_owned_patterns
-
-TASK_OF = {"movielens_like": "movielens_like", "movielens_multi": "movielens_like"}
 
 
 @dataclass
@@ -52,9 +51,13 @@ class Summary:
         return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def task_path(data_root: Path, package: Package) -> Path:
+    """Where the package's task data lives: its own name, or the task it shares (movielens_multi)."""
+    return data_root / ALIASES.get(package.name, package.name)
+
+
 def task_dir(data_root: Path, package: Package) -> Path:
-    task = TASK_OF.get(package.name, package.name)
-    path = data_root / task
+    path = task_path(data_root, package)
     if not (path / "train.parquet").is_file():
         raise SmtError(f"no task data for {package.name} in {path}; run `smt data fetch` first")
     return path

@@ -15,6 +15,7 @@ from ..quality import (
     relative_ne_change,
     run_once,
     task_dir,
+    task_path,
     template_questions,
     with_answers,
 )
@@ -45,7 +46,7 @@ def run(args, console) -> int:
     packages = [
         p
         for p in discover(repo, args.names or None, fleet_of(args))
-        if args.names or (data_root / p.name).exists() or p.name == "movielens_multi"
+        if args.names or (task_path(data_root, p) / "train.parquet").is_file()
     ]
     questions = template_questions(repo)
     variants = [Variant("default"), *(parse_variant(v, questions) for v in args.variant)]
