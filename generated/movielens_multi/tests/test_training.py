@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
 
 from movielens_multi.config import config_from_dict
+from movielens_multi.spec import SPEC
 from movielens_multi.train import Interrupted, lr_factor, train
 
 
@@ -47,3 +49,30 @@ def test_early_stopping_stops_before_the_last_epoch(tmp_path, tiny_schema, tiny_
     summary = train(*tiny_files, tmp_path / "run", config, tiny_schema, show_progress=False)
     assert summary["steps"] < 30 * 3
     assert summary["best_step"] <= summary["steps"] - 2
+
+
+def test_negative_downsampling_is_corrected_at_evaluation(tmp_path, tiny_schema, tiny_files):
+    from movielens_multi.checkpoint import load_trained
+    from movielens_multi.data import read_table
+    from movielens_multi.predict import predict
+
+    config = config_from_dict({"epochs": 3, "batch_size": 256, "warmup_steps": 5, "negative_sampling": 0.25})
+    train(*tiny_files, tmp_path / "s", config, tiny_schema, show_progress=False)
+    model, _, pre = load_trained(tmp_path / "s", tiny_schema)
+    assert (model.logit_shift >= math.log(0.25) - 0.1).all() and (model.logit_shift < -0.5).all()
+    valid = pre.transform(read_table(tiny_files[1], tiny_schema))
+    rates = valid.labels.numpy().mean(axis=0)
+    corrected = predict(model, valid).mean(axis=0) / rates
+    model.logit_shift.zero_()
+    uncorrected = predict(model, valid).mean(axis=0) / rates
+    assert (uncorrected > 1.5).all()  # trained on a quarter of the negatives, the raw model over-predicts
+    assert (abs(corrected - 1) < 0.5 * abs(uncorrected - 1)).all()
+    if len(SPEC.events) == 1:  # one event: the correction is exact up to noise
+        assert abs(corrected[0] - 1) < 0.2
+
+
+def test_calibrated_bias_makes_valid_calibration_one(tmp_path, tiny_schema, tiny_files):
+    config = config_from_dict({"epochs": 2, "batch_size": 256, "warmup_steps": 5, "calibrate_bias": True})
+    summary = train(*tiny_files, tmp_path / "c", config, tiny_schema, show_progress=False)
+    for event, metrics in summary["valid"].items():
+        assert metrics["calibration"] == pytest.approx(1.0, abs=1e-3), event

@@ -12,6 +12,7 @@ import zlib
 import numpy as np
 import pyarrow as pa
 
+from .metrics import bias_for_rate
 from .schema import FeatureSchema
 
 MISSING_RATE = 0.03
@@ -59,7 +60,7 @@ def synthesize_with_truth(
     for e, event in enumerate(schema.labels):
         weights = _world(world_seed, f"event:{event}").uniform(0.4, 1.2, stacked.shape[1]) if e else 1.0
         logit = (stacked * weights).sum(axis=1) + 0.8 * interaction
-        logit += _bias_for_rate(logit, 0.25 * 0.5**e)
+        logit += bias_for_rate(logit, 0.25 * 0.5**e)
         probs.append(1 / (1 + np.exp(-logit)))
         labels[event] = pa.array((rng.random(rows) < probs[-1]).astype(np.int64))
     return pa.table({**labels, **columns}).select(schema.columns), np.stack(probs, axis=1)
@@ -73,15 +74,3 @@ def _zipf_ids(rng: np.random.Generator, cardinality: int, n: int) -> np.ndarray:
     """Ids in [0, cardinality) with a long-tailed (Zipf-like, s=1.1) frequency."""
     weights = 1.0 / np.arange(1, cardinality + 1) ** 1.1
     return rng.choice(cardinality, size=n, p=weights / weights.sum())
-
-
-def _bias_for_rate(logit: np.ndarray, rate: float) -> float:
-    """The bias b such that mean(sigmoid(logit + b)) ≈ rate (bisection)."""
-    low, high = -30.0, 30.0
-    for _ in range(60):
-        mid = (low + high) / 2
-        if np.mean(1 / (1 + np.exp(-(logit + mid)))) > rate:
-            high = mid
-        else:
-            low = mid
-    return (low + high) / 2

@@ -66,3 +66,15 @@ def event_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
 def all_metrics(events: tuple[str, ...], labels: np.ndarray, probs: np.ndarray) -> dict[str, dict]:
     """Metrics per event: labels, probs (N, E) → {event: {...}}."""
     return {e: event_metrics(labels[:, i], probs[:, i]) for i, e in enumerate(events)}
+
+
+def bias_for_rate(logits: np.ndarray, rate: float) -> float:
+    """The b with mean(sigmoid(logits + b)) = rate, by bisection (the mean is monotone in b)."""
+    low, high = -30.0, 30.0
+    for _ in range(60):
+        middle = (low + high) / 2
+        if np.mean(1 / (1 + np.exp(-(logits + middle)))) > rate:
+            high = middle
+        else:
+            low = middle
+    return (low + high) / 2

@@ -31,6 +31,8 @@ class TrainConfig:
     checkpoint_every: int = 200  # write a resumable checkpoint every N steps; 0 = only at evaluations
     log_every: int = 50  # JSONL training log every N steps
     max_seconds: float = 0.0  # stop (with a checkpoint) after this much training time; 0 = no limit
+    negative_sampling: float = 1.0  # fraction of all-negative train rows kept; eval/export correct by log(rate)
+    calibrate_bias: bool = False  # after training, fit a per-event logit bias so that valid calibration is 1.0
     seed: int = 0  # model init and data order
     device: str = "auto"  # auto | cpu | cuda; bf16 autocast on cuda
 
@@ -69,12 +71,12 @@ def config_from_dict(values: dict) -> TrainConfig:
 
 
 def _coerce(key: str, value: object, type_name: str) -> object:
-    target = {"int": int, "float": float, "str": str}[type_name]
+    target = {"int": int, "float": float, "str": str, "bool": bool}[type_name]
     if target is int and isinstance(value, float) and value.is_integer():
         value = int(value)
     if target is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if isinstance(value, bool) or not isinstance(value, target):
+    if (isinstance(value, bool) and target is not bool) or not isinstance(value, target):
         raise ConfigError(f"training option {key} must be {type_name}, got {value!r}")
     return value
 
@@ -97,6 +99,8 @@ def _check(c: TrainConfig) -> None:
     for key, value in non_negative.items():
         if value < 0:
             raise ConfigError(f"training option {key} must be >= 0, got {value}")
+    if not 0 < c.negative_sampling <= 1:
+        raise ConfigError(f"training option negative_sampling must be in (0, 1], got {c.negative_sampling}")
     if not 0 <= c.min_lr_ratio <= 1:
         raise ConfigError(f"training option min_lr_ratio must be in [0, 1], got {c.min_lr_ratio}")
     if c.device not in ("auto", "cpu", "cuda"):

@@ -55,6 +55,8 @@ class RankingModel(nn.Module):
         num_vectors = self.sparse_arch.num_vectors + (1 if sizes.num_dense else 0)
         self.interaction = build_interaction(spec.interaction, num_vectors, dim, spec.dcn_rank, spec.dcn_layers)
         self.over_arch = build_towers(spec.towers, self.interaction.output_dim, spec)
+        # Calibration head (eval/export only): log(negative sampling rate) + a per-event bias fit on valid data.
+        self.register_buffer("logit_shift", torch.zeros(len(spec.events)))
 
     def forward(self, sparse: torch.Tensor, dense: torch.Tensor, multi_hot: list[torch.Tensor]) -> torch.Tensor:
         """sparse (B, Fs) int64, dense (B, Fd) float32, multi_hot [(B, L_i)] int64 → logits (B, E)."""
@@ -62,7 +64,8 @@ class RankingModel(nn.Module):
         if self.dense_arch is not None:
             dense_vector = self.dense_arch(dense)  # (B, D)
             vectors = torch.cat([vectors, dense_vector.unsqueeze(1)], dim=1)  # (B, F, D)
-        return self.over_arch(self.interaction(vectors))  # (B, E)
+        logits = self.over_arch(self.interaction(vectors))  # (B, E)
+        return logits if self.training else logits + self.logit_shift
 
     def init_base_rates(self, rates: torch.Tensor) -> None:
         """Start the heads at the log-odds of each event's base rate (E,): no wasted early steps."""

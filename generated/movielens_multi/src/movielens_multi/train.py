@@ -23,7 +23,7 @@ from .config import TrainConfig, config_from_dict
 from .data import read_table
 from .errors import ConfigError
 from .loss import multi_event_bce
-from .metrics import all_metrics
+from .metrics import all_metrics, bias_for_rate
 from .model import FeatureSizes, build_model
 from .predict import predict, to_device
 from .preprocess import Preprocessor
@@ -86,12 +86,15 @@ def train(
     else:
         pre = Preprocessor.fit(train_table, schema)
     train_data, valid_data = pre.transform(train_table), pre.transform(valid_table)
+    train_data, kept_negatives = downsample_negatives(train_data, config.negative_sampling, config.seed)
     sparse_sizes, multi_sizes = pre.cardinalities()
     sizes = FeatureSizes(tuple(sparse_sizes), tuple(multi_sizes), schema.dense_width)
     meta = ckpt.make_meta(SPEC, schema, pre.state, sizes.to_dict(), config.to_dict())
     model = build_model(SPEC, sizes, config.seed)
     if hasattr(model, "init_base_rates"):
         model.init_base_rates(train_data.labels.mean(dim=0))
+    if hasattr(model, "logit_shift"):
+        model.logit_shift.copy_(torch.log(kept_negatives))  # He et al. 2014 correction, applied in eval only
     run = _Run(config, meta, out, model)
     if resumed is not None:
         run.restore(resumed)
@@ -151,6 +154,8 @@ class _Run:
             bar.close()
         if p.last_eval_step != p.step:
             self._evaluate(valid_data)
+        if self.config.calibrate_bias and not p.done:
+            self._calibrate(valid_data)
         p.done = True
         self._save_last()
         return self._summary()
@@ -207,6 +212,22 @@ class _Run:
             if self.config.patience and p.bad_evals >= self.config.patience:
                 p.done = True
 
+    def _calibrate(self, valid_data) -> None:
+        """Fit a per-event logit bias on the best weights so that mean prediction = mean label on valid."""
+        best = ckpt.load(self.out / ckpt.BEST)
+        self.model.load_state_dict(best["model"])
+        probs = predict(self.model, valid_data, device=str(self.device))
+        logits = np.log(np.clip(probs, 1e-7, 1 - 1e-7) / np.clip(1 - probs, 1e-7, 1))
+        rates = valid_data.labels.numpy().mean(axis=0)
+        bias = torch.tensor([bias_for_rate(logits[:, e], rates[e]) for e in range(logits.shape[1])])
+        self.model.logit_shift.add_(bias.to(self.model.logit_shift))
+        metrics = all_metrics(
+            SPEC.events, valid_data.labels.numpy(), predict(self.model, valid_data, device=str(self.device))
+        )
+        self.progress.best_metrics = metrics
+        self._log({"step": self.progress.step, "calibrated_bias": bias.tolist(), "valid": metrics})
+        ckpt.save({"meta": self.meta, "model": self.model.state_dict(), "step": best["step"]}, self.out / ckpt.BEST)
+
     def _save_last(self) -> None:
         payload = {
             "meta": self.meta,
@@ -233,6 +254,23 @@ class _Run:
         }
         (self.out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
         return summary
+
+
+def downsample_negatives(data, rate: float, seed: int):
+    """Keep every row with a positive label and a ``rate`` fraction of the all-negative rows (seeded).
+
+    Returns the kept rows and, per event, the fraction of that event's negatives that were kept (E,): with
+    several events a row negative for one event may be kept as a positive of another, so each event's
+    correction is log(its own kept fraction); with one event it is log(rate) up to sampling noise.
+    """
+    events = data.labels.shape[1]
+    if rate >= 1.0:
+        return data, torch.ones(events)
+    generator = torch.Generator().manual_seed(seed + 104729)
+    keep = (data.labels.sum(dim=1) > 0) | (torch.rand(len(data), generator=generator) < rate)
+    negatives = data.labels == 0  # (N, E)
+    kept = (negatives & keep.unsqueeze(1)).sum(dim=0) / negatives.sum(dim=0).clamp(min=1)
+    return data.rows(torch.nonzero(keep).squeeze(1)), kept.float()
 
 
 def _device(name: str) -> torch.device:
