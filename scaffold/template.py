@@ -48,11 +48,22 @@ class TemplateRepo:
         return _git.resolve(self.root, ref)
 
     def changed_since(self, commit: str) -> bool:
-        return _git.changed_between(self.root, commit, "HEAD", *TEMPLATE_PATHS)
+        return self.changed_between(commit, "HEAD")
 
     def changed_between(self, older: str, newer: str) -> bool:
-        """Whether the template (copier.yml, template_repo/) differs between two commits."""
-        return _git.changed_between(self.root, older, newer, *TEMPLATE_PATHS)
+        """Whether the template (copier.yml, template_repo/) differs between two commits in anything that can
+        reach a package: paths that copier's ``_exclude`` keeps out of packages (the CHANGELOG) do not count."""
+        return _git.changed_between(self.root, older, newer, *TEMPLATE_PATHS, *self._excluded_pathspecs())
+
+    def _excluded_pathspecs(self) -> list[str]:
+        config = yaml.safe_load((self.root / "copier.yml").read_text()) or {}
+        specs = []
+        for pattern in config.get("_exclude") or []:
+            if "{" in pattern:  # templated per package: cannot be decided for every package at once
+                continue
+            glob = pattern.strip("/")
+            specs += [f":(exclude,glob)template_repo/**/{glob}", f":(exclude,glob)template_repo/**/{glob}/**"]
+        return specs
 
     @contextlib.contextmanager
     def snapshot(self, commit: str | None = None) -> Iterator[Path]:

@@ -63,3 +63,15 @@ def test_cli_json(template_repo, capsys):
     rows = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in rows] == ["ctr_a", "ctr_b"] and rows[0]["drift"] == []
     assert main(["--repo", str(template_repo), "status", "nope"]) == 2
+
+
+def test_changes_to_files_the_template_excludes_are_not_a_new_version(template_repo):
+    repo = _fleet(template_repo)
+    changelog = template_repo / "template_repo" / "CHANGELOG.md"
+    changelog.write_text(changelog.read_text() + "\n- a note that never reaches a package\n")
+    commit_all(template_repo, "changelog only")
+    assert {s.state for s in fleet_status(repo)} == {"up to date"}
+    metrics = template_repo / "template_repo" / "src" / "{{ name }}" / "metrics.py"
+    metrics.write_text(metrics.read_text() + "# changed\n")
+    commit_all(template_repo, "a real template change")
+    assert {s.state for s in fleet_status(repo)} == {"behind"}
