@@ -28,6 +28,7 @@ VARIANTS = (
             "mlp_block": "residual",
             "width_multiplier": 0.5,
         },
+        {"interaction": "dot", "towers": "ple", "events": ["click", "buy", "share"]},
     ]
 )
 
