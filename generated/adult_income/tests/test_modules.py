@@ -12,7 +12,7 @@ from adult_income.modules.dense import DenseArch
 from adult_income.modules.embedding import SparseArch
 from adult_income.modules.interaction import ConcatInteraction, DotInteraction, LowRankCrossInteraction
 from adult_income.modules.mlp import MLP, ResidualBlock, scaled
-from adult_income.modules.towers import MMoE, SharedBottom, SingleTower
+from adult_income.modules.towers import PLE, MMoE, SharedBottom, SingleTower
 from adult_income.spec import SPEC
 
 B, F, D = 5, 4, 3
@@ -81,10 +81,22 @@ def test_low_rank_cross_matches_formula():
         SingleTower(12, [8], num_events=2),
         SharedBottom(12, [8], [4], num_events=2),
         MMoE(12, [8], [4], num_events=2, num_experts=3),
+        PLE(12, [8], [4], num_events=2, num_experts=3),
     ],
 )
 def test_towers_give_one_logit_per_event(tower):
     assert tower(torch.randn(B, 12)).shape == (B, 2)
+
+
+def test_ple_event_sees_only_its_own_and_shared_experts():
+    torch.manual_seed(0)
+    ple = PLE(12, [8], [], num_events=2, num_experts=3)
+    x = torch.randn(B, 12)
+    before = ple(x)
+    with torch.no_grad():
+        ple.own[1].layers[0].weight.add_(1.0)  # change event 1's own expert only
+    after = ple(x)
+    assert torch.allclose(before[:, 0], after[:, 0]) and not torch.allclose(before[:, 1], after[:, 1])
 
 
 def test_mmoe_gates_are_distributions():

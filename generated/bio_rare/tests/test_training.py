@@ -65,7 +65,7 @@ def test_negative_downsampling_is_corrected_at_evaluation(tmp_path, tiny_schema,
     corrected = predict(model, valid).mean(axis=0) / rates
     model.logit_shift.zero_()
     uncorrected = predict(model, valid).mean(axis=0) / rates
-    assert (uncorrected > 1.5).all()  # trained on a quarter of the negatives, the raw model over-predicts
+    assert (uncorrected > 1.2).all()  # trained on a quarter of the negatives, the raw model over-predicts
     assert (abs(corrected - 1) < 0.5 * abs(uncorrected - 1)).all()
     if len(SPEC.events) == 1:  # one event: the correction is exact up to noise
         assert abs(corrected[0] - 1) < 0.2

@@ -96,6 +96,47 @@ class MMoE(nn.Module):
             tower[-1].bias.fill_(float(logit))
 
 
+class PLE(nn.Module):
+    """Progressive layered extraction, one CGC level (Tang et al., RecSys 2020).
+
+    X shared experts plus one expert per event; each event's softmax gate mixes its own expert and the
+    shared ones, so tasks that disagree do not have to share everything (the MMoE "seesaw").
+
+    Example:
+        >>> PLE(8, [16], [4], num_events=2, num_experts=3)(torch.zeros(5, 8)).shape
+        torch.Size([5, 2])
+    """
+
+    def __init__(
+        self, in_dim: int, sizes: list[int], tower_sizes: list[int], num_events: int, num_experts: int, block="plain"
+    ):
+        super().__init__()
+        self.shared = nn.ModuleList(MLP(in_dim, sizes, block) for _ in range(num_experts))
+        self.own = nn.ModuleList(MLP(in_dim, sizes, block) for _ in range(num_events))
+        self.gates = nn.ModuleList(nn.Linear(in_dim, num_experts + 1) for _ in range(num_events))
+        expert_dim = self.shared[0].out_dim
+        self.towers = nn.ModuleList(
+            nn.Sequential(MLP(expert_dim, tower_sizes, block), nn.Linear(_out(self.shared[0], tower_sizes), 1))
+            for _ in range(num_events)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, in_dim) → logits (B, E)."""
+        shared = torch.stack([expert(x) for expert in self.shared], dim=1)  # (B, X, H)
+        logits = []
+        for own, gate, tower in zip(self.own, self.gates, self.towers):
+            experts = torch.cat([own(x).unsqueeze(1), shared], dim=1)  # (B, X + 1, H)
+            weights = gate(x).softmax(dim=-1).unsqueeze(1)  # (B, 1, X + 1)
+            logits.append(tower(torch.bmm(weights, experts).squeeze(1)))  # (B, 1)
+        return torch.cat(logits, dim=1)  # (B, E)
+
+    @torch.no_grad()
+    def init_output_bias(self, logits: torch.Tensor) -> None:
+        """Start each event's head at a given logit (E,)."""
+        for tower, logit in zip(self.towers, logits):
+            tower[-1].bias.fill_(float(logit))
+
+
 def _out(bottom: MLP, tower_sizes: list[int]) -> int:
     return tower_sizes[-1] if tower_sizes else bottom.out_dim
 
@@ -110,4 +151,6 @@ def build_towers(kind: str, in_dim: int, spec) -> nn.Module:
         return SharedBottom(in_dim, over, tower, events, block)
     if kind == "mmoe":
         return MMoE(in_dim, over, tower, events, spec.num_experts, block)
+    if kind == "ple":
+        return PLE(in_dim, over, tower, events, spec.num_experts, block)
     raise ValueError(f"unknown towers '{kind}'")
