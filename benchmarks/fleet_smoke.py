@@ -47,20 +47,13 @@ def time_smt_new(repo: TemplateRepo, answers: dict, repeats: int) -> float:
     return statistics.median(seconds)
 
 
-def package_cli(package: Path, *args: str) -> str:
-    proc = runner.run_cli(package, *args)
-    if proc.returncode != 0:
-        raise SystemExit(f"{package.name} {args[0]} failed: {proc.stderr[-2000:]}")
-    return proc.stdout
-
-
 def smoke_train(package: Path, rows: int, epochs: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         train, valid, run = Path(tmp) / "train.parquet", Path(tmp) / "valid.parquet", Path(tmp) / "run"
-        package_cli(package, "synth", "--rows", str(rows), "--out", str(train), "--seed", "1")
-        package_cli(package, "synth", "--rows", str(rows // 4), "--out", str(valid), "--seed", "2")
+        runner.check_cli(package, "synth", "--rows", str(rows), "--out", str(train), "--seed", "1")
+        runner.check_cli(package, "synth", "--rows", str(rows // 4), "--out", str(valid), "--seed", "2")
         summary = json.loads(
-            package_cli(
+            runner.check_cli(
                 package,
                 "train",
                 "--train",
@@ -74,7 +67,7 @@ def smoke_train(package: Path, rows: int, epochs: int) -> dict:
                 "patience=0",
             )
         )
-        capacity = json.loads(package_cli(package, "capacity", "--checkpoint", str(run), "--json"))
+        capacity = json.loads(runner.check_cli(package, "capacity", "--checkpoint", str(run), "--json"))
     ne = statistics.mean(m["ne"] for m in summary["valid"].values())
     return {"samples_per_second": summary["samples_per_second"], "valid_mean_ne": ne, **capacity}
 

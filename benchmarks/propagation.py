@@ -33,10 +33,13 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SRC = "template_repo/src/{{ name }}"
 
 
-def _render_package(args: tuple[Path, Path, str]) -> None:
-    """What `copier copy` at v1 writes (render + answers with _commit/_src_path), for one package."""
-    template_dir, dest, name = args
-    data = {"name": name, **({"events": ["click", "buy"], "interaction": "dot"} if hash(name) % 3 == 0 else {})}
+def _render_package(args: tuple[Path, Path, str, int]) -> None:
+    """What `copier copy` at v1 writes (render + answers with _commit/_src_path), for one package.
+
+    Every third package is a two-event `dot` model, the others the template defaults (deterministic).
+    """
+    template_dir, dest, name, index = args
+    data = {"name": name, **({"events": ["click", "buy"], "interaction": "dot"} if index % 3 == 0 else {})}
     render_answers(template_dir, data, dest)
     (dest / ".copier-answers.yml").write_text(_answers_text(dest, ".", "v1"))
 
@@ -46,7 +49,7 @@ def build_fleet(root: Path, size: int) -> None:
     repo = TemplateRepo.find(root)
     names = [f"model_{i:03d}" for i in range(size)]
     with repo.snapshot("v1") as template_dir, ProcessPoolExecutor() as pool:
-        list(pool.map(_render_package, [(template_dir, root / "generated" / n, n) for n in names]))
+        list(pool.map(_render_package, [(template_dir, root / "generated" / n, n, i) for i, n in enumerate(names)]))
     commit_all(root, f"{size} packages at v1")
     for n in names:  # a local edit in a template-owned file and in the model-owned schema of every package
         config = root / "generated" / n / "src" / n / "config.py"

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import runner
-from .errors import SmtError
 from .new import new_package
 from .template import TemplateRepo
 
@@ -33,11 +32,11 @@ def run_demo(
     data = dest / "data"
     echo(f"2/5 synth: {rows:,} train, {rows // 5:,} valid and {rows // 5:,} test rows")
     for split, n, seed in (("train", rows, 1), ("valid", rows // 5, 2), ("test", rows // 5, 3)):
-        _package_cli(dest, "synth", "--rows", str(n), "--out", str(data / f"{split}.parquet"), "--seed", str(seed))
+        runner.check_cli(dest, "synth", "--rows", str(n), "--out", str(data / f"{split}.parquet"), "--seed", str(seed))
     echo(f"3/5 train for up to {seconds:.0f} s (early stopping on validation NE)")
     run = dest / "runs" / "demo"
-    train = _json(
-        _package_cli(
+    train = json.loads(
+        runner.check_cli(
             dest,
             "train",
             *("--train", str(data / "train.parquet"), "--valid", str(data / "valid.parquet"), "--out", str(run)),
@@ -46,12 +45,14 @@ def run_demo(
         )
     )
     echo("4/5 evaluate on the test split")
-    test = _json(
-        _package_cli(dest, "evaluate", "--checkpoint", str(run), "--data", str(data / "test.parquet"), "--json")
+    test = json.loads(
+        runner.check_cli(dest, "evaluate", "--checkpoint", str(run), "--data", str(data / "test.parquet"), "--json")
     )
     echo("5/5 export with torch.export (parity + latency) and capacity")
-    export = _json(_package_cli(dest, "export", "--checkpoint", str(run), "--out", str(run / "model.pt2"), "--json"))
-    capacity = _json(_package_cli(dest, "capacity", "--checkpoint", str(run), "--json"))
+    export = json.loads(
+        runner.check_cli(dest, "export", "--checkpoint", str(run), "--out", str(run / "model.pt2"), "--json")
+    )
+    capacity = json.loads(runner.check_cli(dest, "capacity", "--checkpoint", str(run), "--json"))
     return {
         "package": str(created.path),
         "answers": DEMO_ANSWERS,
@@ -61,15 +62,3 @@ def run_demo(
         "export": export,
         "capacity": capacity,
     }
-
-
-def _package_cli(package: Path, *args: str, capture_stderr: bool = True) -> str:
-    proc = runner.run_cli(package, *args, capture_stderr=capture_stderr)
-    if proc.returncode != 0:
-        last = (proc.stderr or "").strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
-        raise SmtError(f"`python -m {package.name} {args[0]}` failed: {last[0]}")
-    return proc.stdout
-
-
-def _json(text: str) -> dict:
-    return json.loads(text)

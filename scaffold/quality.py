@@ -67,18 +67,14 @@ def run_once(package: Package, data: Path, seed: int, overrides: list[str], vari
     with tempfile.TemporaryDirectory(prefix="smt-quality-") as tmp:
         out = Path(tmp) / "run"
         args = ["--train", str(data / "train.parquet"), "--valid", str(data / "valid.parquet"), "--out", str(out)]
-        summary = _json(package, "train", *args, "--quiet", f"seed={seed}", *overrides)
-        test = _json(package, "evaluate", "--checkpoint", str(out), "--data", str(data / "test.parquet"), "--json")
-        capacity = _json(package, "capacity", "--checkpoint", str(out), "--json")
+        summary = json.loads(runner.check_cli(package.path, "train", *args, "--quiet", f"seed={seed}", *overrides))
+        test = json.loads(
+            runner.check_cli(
+                package.path, "evaluate", "--checkpoint", str(out), "--data", str(data / "test.parquet"), "--json"
+            )
+        )
+        capacity = json.loads(runner.check_cli(package.path, "capacity", "--checkpoint", str(out), "--json"))
     return Run(package.name, variant, seed, test["events"], summary["train_seconds"], summary["steps"], capacity)
-
-
-def _json(package: Package, *args: str) -> dict:
-    proc = runner.run_cli(package.path, *args)
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
-        raise SmtError(f"{package.name} {args[0]} failed: {last}")
-    return json.loads(proc.stdout)
 
 
 def relative_ne_change(candidate: float, baseline: float) -> float:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .errors import SmtError
+
 
 def package_env(package: Path) -> dict:
     """The environment for a package's processes: its ``src/`` importable, pytest's own variables removed."""
@@ -32,3 +34,12 @@ def run_tests(package: Path, *pytest_args: str) -> subprocess.CompletedProcess:
     env = {**package_env(package), "OMP_NUM_THREADS": "1"}
     args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:warnings", *pytest_args]
     return subprocess.run(args, cwd=package, capture_output=True, text=True, env=env)
+
+
+def check_cli(package: Path, *args: str, capture_stderr: bool = True) -> str:
+    """``run_cli`` that raises SmtError with the command's last stderr line when it fails; returns stdout."""
+    proc = run_cli(package, *args, capture_stderr=capture_stderr)
+    if proc.returncode != 0:
+        last = (proc.stderr or "").strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
+        raise SmtError(f"`python -m {package.name} {args[0]}` failed: {last[0]}")
+    return proc.stdout

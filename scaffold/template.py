@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import jinja2
@@ -53,8 +54,9 @@ class TemplateRepo:
     def changed_between(self, older: str, newer: str) -> bool:
         """Whether the template (copier.yml, template_repo/) differs between two commits in anything that can
         reach a package: paths that copier's ``_exclude`` keeps out of packages (the CHANGELOG) do not count."""
-        return _git.changed_between(self.root, older, newer, *TEMPLATE_PATHS, *self._excluded_pathspecs())
+        return _git.changed_between(self.root, older, newer, *TEMPLATE_PATHS, *self._excluded_pathspecs)
 
+    @cached_property
     def _excluded_pathspecs(self) -> list[str]:
         config = yaml.safe_load((self.root / "copier.yml").read_text()) or {}
         specs = []

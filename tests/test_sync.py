@@ -13,7 +13,7 @@ from scaffold import TemplateRepo, fleet_status, new_package, sync_fleet
 from scaffold.cli import main
 from scaffold.sync import JOURNAL
 
-from .helpers import commit_all, git, make_template_repo, run_tool, tree_files
+from .helpers import BIN, commit_all, git, make_template_repo, run_tool, tree_files
 
 TEMPLATE_SRC = "template_repo/src/{{ name }}"
 
@@ -256,9 +256,7 @@ def test_sigkill_at_any_moment_then_rerun_completes(fleet_repo, tmp_path):
     for delay in (0.5, 1.2, 2.0):
         victim = tmp_path / f"victim{delay}"
         shutil.copytree(fleet_repo, victim)
-        proc = subprocess.Popen(
-            [str(run_tool.__globals__["BIN"] / "smt"), "sync", "--no-test", "--jobs", "1"], cwd=victim
-        )
+        proc = subprocess.Popen([str(BIN / "smt"), "sync", "--no-test", "--jobs", "1"], cwd=victim)
         try:
             proc.wait(timeout=delay)
         except subprocess.TimeoutExpired:
