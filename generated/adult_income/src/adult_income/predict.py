@@ -27,8 +27,7 @@ def predict(model: nn.Module, data: EncodedData, batch_size: int = 4096, device:
     device = torch.device(device)
     out = []
     for start in range(0, len(data), batch_size):
-        index = torch.arange(start, min(start + batch_size, len(data)))
-        batch = to_device(data.rows(index), device)
+        batch = to_device(data.slice(start, start + batch_size), device)
         out.append(torch.sigmoid(model(batch.sparse, batch.dense, batch.multi_hot).float()).cpu())
     model.train(was_training)
     return torch.cat(out).numpy()

@@ -21,7 +21,9 @@ class TrainConfig:
     batch_size: int = 512  # examples per step
     epochs: int = 3  # passes over train
     lr: float = 2e-3  # AdamW peak learning rate of the dense parameters
-    embedding_lr: float = 5e-2  # SparseAdam learning rate of the embedding tables
+    embedding_lr: float = 5e-2  # (row-sparse) Adam learning rate of the embedding tables
+    lr_scaling: str = "none"  # none | linear | sqrt: scale both lrs by batch_size / reference_batch_size (or its root)
+    reference_batch_size: int = 512  # the batch size at which lr and embedding_lr were tuned
     weight_decay: float = 1e-4  # AdamW decoupled weight decay (dense parameters only)
     warmup_steps: int = 100  # linear warmup, then cosine decay
     min_lr_ratio: float = 0.1  # final lr = lr * min_lr_ratio
@@ -33,6 +35,8 @@ class TrainConfig:
     max_seconds: float = 0.0  # stop (with a checkpoint) after this much training time; 0 = no limit
     negative_sampling: float = 1.0  # fraction of all-negative train rows kept; eval/export correct by log(rate)
     calibrate_bias: bool = False  # after training, fit a per-event logit bias so that valid calibration is 1.0
+    data_cache: bool = True  # keep encoded tensors in .smt-cache/ next to the data (see cache.py)
+    compile: bool = False  # torch.compile the dense stages (needs a C++ compiler on CPU; first steps are slow)
     seed: int = 0  # model init and data order
     device: str = "auto"  # auto | cpu | cuda; bf16 autocast on cuda
 
@@ -82,7 +86,13 @@ def _coerce(key: str, value: object, type_name: str) -> object:
 
 
 def _check(c: TrainConfig) -> None:
-    positive = {"batch_size": c.batch_size, "epochs": c.epochs, "lr": c.lr, "embedding_lr": c.embedding_lr}
+    positive = {
+        "batch_size": c.batch_size,
+        "epochs": c.epochs,
+        "lr": c.lr,
+        "embedding_lr": c.embedding_lr,
+        "reference_batch_size": c.reference_batch_size,
+    }
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"training option {key} must be > 0, got {value}")
@@ -103,5 +113,7 @@ def _check(c: TrainConfig) -> None:
         raise ConfigError(f"training option negative_sampling must be in (0, 1], got {c.negative_sampling}")
     if not 0 <= c.min_lr_ratio <= 1:
         raise ConfigError(f"training option min_lr_ratio must be in [0, 1], got {c.min_lr_ratio}")
+    if c.lr_scaling not in ("none", "linear", "sqrt"):
+        raise ConfigError(f"training option lr_scaling must be none, linear or sqrt, got {c.lr_scaling!r}")
     if c.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"training option device must be auto, cpu or cuda, got {c.device!r}")

@@ -34,9 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", required=True)
     p.add_argument("--json", action="store_true")
-    p = sub.add_parser("export", help="torch.export artifact with parity check and latency")
+    p = sub.add_parser("export", help="torch.export artifact with parity check, latency and throughput")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--batches", default="1,64,4096", help="batch sizes to time, comma-separated")
+    p.add_argument("--repeats", type=int, default=20, help="timed calls per batch size (median reported)")
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("synth", help="seeded synthetic data matching the schema")
     p.add_argument("--rows", type=int, required=True)
@@ -98,7 +100,12 @@ def _evaluate(args) -> int:
 def _export(args) -> int:
     from .export import export
 
-    result = export(args.checkpoint, args.out, _schema(args))
+    try:
+        batches = tuple(int(b) for b in args.batches.split(","))
+    except ValueError:
+        print(f"error: --batches must be comma-separated integers, got {args.batches!r}", file=sys.stderr)
+        return 2
+    result = export(args.checkpoint, args.out, _schema(args), latency_batches=batches, repeats=args.repeats)
     print(json.dumps(result, indent=2) if args.json else f"exported {result['artifact']} {result}")
     return 0
 

@@ -1,8 +1,10 @@
 """Training loop: config → data → model (new or resumed) → optimizers → one loop (template-owned).
 
-Dense parameters use AdamW, embedding tables (sparse gradients) SparseAdam; lr warms up linearly then
+Dense parameters use AdamW, embedding tables (sparse gradients) RowSparseAdam; lr warms up linearly then
 decays by cosine; dense gradients are clipped; validation NE drives best-checkpointing and early stopping.
 Data order depends only on (seed, epoch), so a run resumed from ``last.pt`` reproduces the uninterrupted run.
+Data are encoded once into tensors (cached on disk, see cache.py) and batched by gathering rows of them.
+Under ``torchrun`` every process trains on its shard of each global batch (see distributed.py).
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ import torch
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
+from . import distributed as dist
+from .cache import encode_file
 from .config import TrainConfig, config_from_dict
-from .data import read_table
 from .errors import ConfigError
 from .loss import multi_event_bce
 from .metrics import all_metrics, bias_for_rate
 from .model import FeatureSizes, build_model
+from .optim import RowSparseAdam
 from .predict import predict, to_device
-from .preprocess import Preprocessor
+from .preprocess import EncodedData, Preprocessor
 from .schema import FeatureSchema
 from .spec import SPEC
 
@@ -79,26 +83,30 @@ def train(
     if resumed is not None:
         ckpt.check_compatible(resumed["meta"], SPEC, schema, last_path)
         config = config_from_dict(resumed["meta"]["config"])
-    train_table = read_table(train_path, schema)
-    valid_table = read_table(valid_path, schema)
-    if resumed is not None:
-        pre = Preprocessor(schema, resumed["meta"]["preprocessor"])
-    else:
-        pre = Preprocessor.fit(train_table, schema)
-    train_data, valid_data = pre.transform(train_table), pre.transform(valid_table)
-    train_data, kept_negatives = downsample_negatives(train_data, config.negative_sampling, config.seed)
-    sparse_sizes, multi_sizes = pre.cardinalities()
-    sizes = FeatureSizes(tuple(sparse_sizes), tuple(multi_sizes), schema.dense_width)
-    meta = ckpt.make_meta(SPEC, schema, pre.state, sizes.to_dict(), config.to_dict())
-    model = build_model(SPEC, sizes, config.seed)
-    if hasattr(model, "init_base_rates"):
-        model.init_base_rates(train_data.labels.mean(dim=0))
-    if hasattr(model, "logit_shift"):
-        model.logit_shift.copy_(torch.log(kept_negatives))  # He et al. 2014 correction, applied in eval only
-    run = _Run(config, meta, out, model)
-    if resumed is not None:
-        run.restore(resumed)
-    return run.fit(train_data, valid_data, stop_after, _show(show_progress))
+    world = dist.init_world(_device(config.device).type)
+    try:
+        if not world.is_main:
+            dist.barrier(world)  # rank 0 encodes (and caches) first; the others then load its cache entries
+        fitted = Preprocessor(schema, resumed["meta"]["preprocessor"]) if resumed is not None else None
+        pre, train_data = encode_file(train_path, schema, fitted, use_cache=config.data_cache)
+        _, valid_data = encode_file(valid_path, schema, pre, use_cache=config.data_cache)
+        if world.is_main:
+            dist.barrier(world)
+        train_data, kept_negatives = downsample_negatives(train_data, config.negative_sampling, config.seed)
+        sparse_sizes, multi_sizes = pre.cardinalities()
+        sizes = FeatureSizes(tuple(sparse_sizes), tuple(multi_sizes), schema.dense_width)
+        meta = ckpt.make_meta(SPEC, schema, pre.state, sizes.to_dict(), config.to_dict())
+        model = build_model(SPEC, sizes, config.seed)
+        if hasattr(model, "init_base_rates"):
+            model.init_base_rates(train_data.labels.mean(dim=0))
+        if hasattr(model, "logit_shift"):
+            model.logit_shift.copy_(torch.log(kept_negatives))  # He et al. 2014 correction, applied in eval only
+        run = _Run(config, meta, out, model, world)
+        if resumed is not None:
+            run.restore(resumed)
+        return run.fit(train_data, valid_data, stop_after, _show(show_progress) and world.is_main)
+    finally:
+        dist.close_world(world)
 
 
 def _show(flag: bool | None) -> bool:
@@ -108,17 +116,32 @@ def _show(flag: bool | None) -> bool:
 class _Run:
     """One training run's mutable state: model, optimizers, progress, log."""
 
-    def __init__(self, config: TrainConfig, meta: dict, out: Path, model: torch.nn.Module):
-        self.config, self.meta, self.out = config, meta, out
-        self.device = _device(config.device)
+    def __init__(self, config: TrainConfig, meta: dict, out: Path, model: torch.nn.Module, world=dist.SINGLE):
+        self.config, self.meta, self.out, self.world = config, meta, out, world
+        self.device = _device(config.device, world.local_rank)
         self.model = model.to(self.device)
+        # nccl cannot all-reduce sparse gradients: under it the tables take dense gradients and Adam.
+        sparse_grads = world.backend != "nccl"
+        if hasattr(model, "sparse_arch") and not sparse_grads:
+            for module in model.sparse_arch.modules():
+                if isinstance(module, (torch.nn.Embedding, torch.nn.EmbeddingBag)):
+                    module.sparse = False
         sparse = [p for n, p in model.named_parameters() if n.startswith("sparse_arch.")]
         dense = [p for n, p in model.named_parameters() if not n.startswith("sparse_arch.")]
         self.dense_params = dense
         self.dense_opt = torch.optim.AdamW(dense, lr=config.lr, weight_decay=config.weight_decay)
-        self.sparse_opt = torch.optim.SparseAdam(sparse, lr=config.embedding_lr) if sparse else None
+        embedding_opt = RowSparseAdam if sparse_grads else torch.optim.Adam
+        self.sparse_opt = embedding_opt(sparse, lr=config.embedding_lr) if sparse else None
+        self.lr_scale = lr_scale(config)
+        self.forward = model
+        if world.enabled:
+            ids = [world.local_rank] if self.device.type == "cuda" else None
+            self.forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        if config.compile:
+            compile_dense_stages(model)
         self.progress = Progress()
-        out.mkdir(parents=True, exist_ok=True)
+        if world.is_main:
+            out.mkdir(parents=True, exist_ok=True)
 
     def restore(self, payload: dict) -> None:
         self.model.load_state_dict(payload["model"])
@@ -132,6 +155,7 @@ class _Run:
         c, p = self.config, self.progress
         steps_per_epoch = math.ceil(len(train_data) / c.batch_size)
         total = c.epochs * steps_per_epoch
+        train_data = stage_on_device(train_data, self.device)
         bar = tqdm(total=total, initial=p.step, disable=not show, unit="step", dynamic_ncols=True)
         started = time.perf_counter() - p.train_seconds
         try:
@@ -139,7 +163,8 @@ class _Run:
                 epoch, offset = divmod(p.step, steps_per_epoch)
                 order = torch.randperm(len(train_data), generator=torch.Generator().manual_seed(c.seed * 7919 + epoch))
                 index = order[offset * c.batch_size : (offset + 1) * c.batch_size]
-                loss = self._step(to_device(train_data.rows(index), self.device), total)
+                local = dist.shard(index, self.world).to(train_data.sparse.device)
+                loss = self._step(to_device(train_data.rows(local), self.device), total)
                 p.step += 1
                 p.samples += len(index)
                 p.train_seconds = time.perf_counter() - started
@@ -154,6 +179,8 @@ class _Run:
             bar.close()
         if p.last_eval_step != p.step:
             self._evaluate(valid_data)
+        if not self.world.is_main:
+            return {}
         if self.config.calibrate_bias and not p.done:
             self._calibrate(valid_data)
         p.done = True
@@ -161,13 +188,13 @@ class _Run:
         return self._summary()
 
     def _step(self, batch, total: int) -> float:
-        factor = lr_factor(self.progress.step, total, self.config)
+        factor = lr_factor(self.progress.step, total, self.config) * self.lr_scale
         for opt, base in ((self.dense_opt, self.config.lr), (self.sparse_opt, self.config.embedding_lr)):
             if opt is not None:
                 for group in opt.param_groups:
                     group["lr"] = base * factor
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            logits = self.model(batch.sparse, batch.dense, batch.multi_hot)
+            logits = self.forward(batch.sparse, batch.dense, batch.multi_hot)
         loss = multi_event_bce(logits.float(), batch.labels)
         self.dense_opt.zero_grad(set_to_none=True)
         if self.sparse_opt is not None:
@@ -192,25 +219,35 @@ class _Run:
             self._save_last()
         elif c.checkpoint_every and p.step % c.checkpoint_every == 0:
             self._save_last()
-        if c.max_seconds and p.train_seconds >= c.max_seconds and p.step < total:
+        if c.max_seconds and dist.any_rank(p.train_seconds >= c.max_seconds, self.world) and p.step < total:
             if p.last_eval_step != p.step:
                 self._evaluate(valid_data)
             p.done = True
 
     def _evaluate(self, valid_data) -> None:
         p = self.progress
-        probs = predict(self.model, valid_data, device=str(self.device))
+        probs = self._predict_all(valid_data)
         metrics = all_metrics(SPEC.events, valid_data.labels.numpy(), probs)
         mean_ne = float(np.mean([m["ne"] for m in metrics.values()]))
         self._log({"step": p.step, "valid": metrics, "valid_mean_ne": mean_ne})
         p.last_eval_step = p.step
         if mean_ne < p.best_ne:
             p.best_ne, p.best_step, p.bad_evals, p.best_metrics = mean_ne, p.step, 0, metrics
-            ckpt.save({"meta": self.meta, "model": self.model.state_dict(), "step": p.step}, self.out / ckpt.BEST)
+            if self.world.is_main:
+                ckpt.save({"meta": self.meta, "model": self.model.state_dict(), "step": p.step}, self.out / ckpt.BEST)
         else:
             p.bad_evals += 1
             if self.config.patience and p.bad_evals >= self.config.patience:
                 p.done = True
+
+    def _predict_all(self, data: EncodedData) -> np.ndarray:
+        """Probabilities (N, E) on ``data``; under torchrun each rank predicts its shard and all gather."""
+        if not self.world.enabled:
+            return predict(self.model, data, device=str(self.device))
+        rows = dist.shard(torch.arange(len(data)), self.world)
+        mine = torch.from_numpy(predict(self.model, data.rows(rows), device=str(self.device)))
+        gather_device = self.device if self.world.backend == "nccl" else torch.device("cpu")
+        return dist.gather(mine.to(gather_device), self.world).cpu().numpy()
 
     def _calibrate(self, valid_data) -> None:
         """Fit a per-event logit bias on the best weights so that mean prediction = mean label on valid."""
@@ -229,6 +266,8 @@ class _Run:
         ckpt.save({"meta": self.meta, "model": self.model.state_dict(), "step": best["step"]}, self.out / ckpt.BEST)
 
     def _save_last(self) -> None:
+        if not self.world.is_main:
+            return
         payload = {
             "meta": self.meta,
             "model": self.model.state_dict(),
@@ -240,6 +279,8 @@ class _Run:
         ckpt.save(payload, self.out / ckpt.LAST)
 
     def _log(self, record: dict) -> None:
+        if not self.world.is_main:
+            return
         with (self.out / "log.jsonl").open("a") as fh:
             fh.write(json.dumps(record) + "\n")
 
@@ -273,9 +314,39 @@ def downsample_negatives(data, rate: float, seed: int):
     return data.rows(torch.nonzero(keep).squeeze(1)), kept.float()
 
 
-def _device(name: str) -> torch.device:
+def lr_scale(config: TrainConfig) -> float:
+    """Large-batch rule: peak lr × (global batch / reference batch) for ``linear``, its square root for ``sqrt``."""
+    ratio = config.batch_size / config.reference_batch_size
+    return {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[config.lr_scaling]
+
+
+def compile_dense_stages(model: torch.nn.Module) -> None:
+    """``torch.compile`` the dense stages in place (the embedding lookup stays eager: sparse gradients)."""
+    for name in ("dense_arch", "interaction", "over_arch"):
+        stage = getattr(model, name, None)
+        if stage is not None:
+            stage.compile(dynamic=False)
+
+
+def stage_on_device(data: EncodedData, device: torch.device) -> EncodedData:
+    """On CUDA, keep the whole encoded dataset on the GPU when it fits in half the free memory, else pin it."""
+    if device.type != "cuda":
+        return data
+    size = data.sparse.nbytes + data.dense.nbytes + sum(m.nbytes for m in data.multi_hot) + data.labels.nbytes
+    free, _ = torch.cuda.mem_get_info(device)
+    if size < free // 2:
+        return to_device(data, device)
+    return EncodedData(
+        data.sparse.pin_memory(),
+        [m.pin_memory() for m in data.multi_hot],
+        data.dense.pin_memory(),
+        data.labels.pin_memory(),
+    )
+
+
+def _device(name: str, local_rank: int = 0) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device=cuda requested but no CUDA device is available; use device=cpu")
-    return torch.device(name)
+    return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)

@@ -39,6 +39,15 @@ class EncodedData:
     def __len__(self) -> int:
         return self.sparse.shape[0]
 
+    def slice(self, start: int, stop: int) -> EncodedData:
+        """Rows ``start:stop`` as views, no copy."""
+        return EncodedData(
+            sparse=self.sparse[start:stop],
+            multi_hot=[m[start:stop] for m in self.multi_hot],
+            dense=self.dense[start:stop],
+            labels=None if self.labels is None else self.labels[start:stop],
+        )
+
     def rows(self, index: torch.Tensor) -> EncodedData:
         """Gather rows by an index tensor (B,) — one batch, no per-row Python."""
         return EncodedData(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .cache import encode_file
 from .checkpoint import load_trained
-from .data import read_table
 from .metrics import all_metrics
 from .predict import predict
 from .schema import FeatureSchema
@@ -15,7 +15,7 @@ from .spec import SPEC
 def evaluate(checkpoint: str | Path, data_path: str | Path, schema: FeatureSchema, batch_size: int = 4096) -> dict:
     """``{"rows": N, "events": {event: {logloss, ne, auc, calibration, ...}}}``."""
     model, _, pre = load_trained(checkpoint, schema)
-    data = pre.transform(read_table(data_path, schema))
+    _, data = encode_file(data_path, schema, pre)
     probs = predict(model, data, batch_size=batch_size)
     return {
         "checkpoint": str(checkpoint),
