@@ -28,13 +28,20 @@ VARIANTS = (
             "mlp_block": "residual",
             "width_multiplier": 0.5,
         },
-        {"interaction": "dot", "towers": "ple", "events": ["click", "buy", "share"]},
+        {
+            "interaction": "dot",
+            "towers": "ple",
+            "events": ["click", "buy", "share"],
+            "qr_collisions": 4,
+            "qr_min_rows": 30,
+        },
     ]
 )
 
 
 def _id(v: dict) -> str:
     extra = f"-{v['mlp_block']}" if "mlp_block" in v else ""
+    extra += "-qr" if "qr_collisions" in v else ""
     return f"{v['interaction']}-{v['towers']}-{len(v['events'])}ev{extra}"
 
 
@@ -51,6 +58,6 @@ def test_variant_is_formatted_and_passes_its_own_tests(variant, template_dir, tm
     assert black.returncode == 0, f"rendered code is not black-formatted: {black.stderr}"
     ruff = run_tool("ruff", "check", "--quiet", ".", cwd=package)
     assert ruff.returncode == 0, ruff.stdout
-    tests = run_package_tests(package, "-m", "not slow")
+    tests = run_package_tests(package, "-m", "not slow and not distributed")
     assert tests.returncode == 0, tests.stdout[-3000:]
     assert " passed" in tests.stdout

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
+import tempfile
 from pathlib import Path
 
 from rich.table import Table
 
+from ..errors import SmtError
 from ..fleet import discover
 from ..quality import (
     Summary,
@@ -19,9 +23,11 @@ from ..quality import (
     template_questions,
     with_answers,
 )
+from ..speed import INTERACTIONS, SpeedSetup, bench_package, bench_peer, make_dataset, render_package
+from ..speed import report as speed_report
 from ._common import fleet_of, repo_of
 
-HELP = "benchmarks: `quality` trains fleet packages on their real tasks over seeds and reports test metrics"
+HELP = "benchmarks: `quality` (test metrics of fleet packages on real tasks), `speed` (train/serve speed vs peers)"
 
 
 def register(p) -> None:
@@ -38,9 +44,20 @@ def register(p) -> None:
         help="a named set of training overrides; 'default' (no overrides) always runs first",
     )
     q.add_argument("--out", help="write the runs as JSON here")
+    s = sub.add_parser("speed", help="samples/s, peak memory, serving latency on a Criteo-shaped set, vs DeepCTR-Torch")
+    s.add_argument("--rows", type=int, default=1_000_000, help="train rows (valid: a tenth)")
+    s.add_argument("--cap", type=int, default=100_000, help="cap on the 26 Criteo cardinalities")
+    s.add_argument("--batch-size", type=int, default=4096)
+    s.add_argument("--interactions", default=",".join(INTERACTIONS), help="comma-separated")
+    s.add_argument("--peers", default="DCN,DeepFM", help="DeepCTR-Torch models, comma-separated; '' for none")
+    s.add_argument("--train-args", default="", help="extra key=value training options for the packages")
+    s.add_argument("--work", help="keep data and packages here (default: a temp dir)")
+    s.add_argument("--out", help="write OUT.json and OUT.md here, e.g. benchmarks/results/speed")
 
 
 def run(args, console) -> int:
+    if args.bench_command == "speed":
+        return _speed(args, console)
     repo = repo_of(args)
     data_root = Path(args.data) if Path(args.data).is_absolute() else repo.root / args.data
     packages = [
@@ -100,3 +117,37 @@ def _table(console, summaries: list[Summary]) -> None:
     for v in variants:
         deltas = [relative_ne_change(s.stat("ne")[0], default[s.package]) for s in summaries if s.variant == v]
         console.print(f"{v}: fleet-average relative NE change vs default {sum(deltas) / len(deltas):+.2f}%")
+
+
+def _speed(args, console) -> int:
+    repo = repo_of(args)
+    setup = SpeedSetup(rows=args.rows, cap=args.cap, batch_size=args.batch_size)
+    interactions = [i for i in args.interactions.split(",") if i]
+    unknown = sorted(set(interactions) - set(INTERACTIONS))
+    if unknown:
+        raise SmtError(f"unknown interaction(s) {unknown}; choose from {list(INTERACTIONS)}")
+    peers = [p for p in args.peers.split(",") if p]
+    if peers and importlib.util.find_spec("deepctr_torch") is None:
+        raise SmtError("DeepCTR-Torch is not installed; `pip install -e .[bench]` or pass --peers ''")
+    train_args = tuple(a for a in args.train_args.split() if a)
+    with contextlib.ExitStack() as stack:
+        work = Path(args.work) if args.work else Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        results = []
+        with console.status("speed") as status:
+            status.update(f"writing a Criteo-shaped set of {setup.rows:,} rows")
+            data = make_dataset(work / "data", setup)
+            for interaction in interactions:
+                status.update(f"smt {interaction}: one epoch")
+                package = render_package(repo, work / "packages", interaction, setup)
+                results.append(bench_package(package, data, setup, train_args))
+            for peer in peers:
+                status.update(f"DeepCTR-Torch {peer}: one epoch")
+                results.append(bench_peer(peer, data, setup))
+    markdown, payload = speed_report(results, setup)
+    console.print(markdown)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".md").write_text(markdown + "\n")
+        out.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
+    return 0

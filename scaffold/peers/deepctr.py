@@ -1,0 +1,127 @@
+"""DeepCTR-Torch 0.3.0 on a task directory, with its documented API and defaults (run as a subprocess).
+
+``python -m scaffold.peers.deepctr --data DIR --model DCN|DeepFM|WDL [--setup JSON]`` reads
+``train/valid.parquet`` and ``features.yaml``, encodes them the way DeepCTR's examples do (label-encoded
+sparse ids; dense values log-transformed, missing → 0, min-max scaled on train), trains one epoch with
+``model.fit`` at the setup's batch size, embedding size and MLP sizes, and prints one JSON line: samples/s,
+train seconds, validation NE and model latency at batch 1, 64 and 4096.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+import yaml
+
+PEER_VERSION = "0.3.0"
+
+
+def normalized_entropy(labels: np.ndarray, probs: np.ndarray) -> float:
+    """Mean log loss divided by the entropy of the label base rate (He et al. 2014)."""
+    p = np.clip(probs, 1e-7, 1 - 1e-7)
+    logloss = -np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p))
+    rate = float(np.clip(labels.mean(), 1e-7, 1 - 1e-7))
+    return float(logloss / -(rate * np.log(rate) + (1 - rate) * np.log(1 - rate)))
+
+
+def encode(data: Path, schema: dict) -> tuple[dict, dict, np.ndarray, np.ndarray, dict]:
+    """Label-encode sparse columns (vocab of train; unseen → 0) and min-max scale log(1 + dense)."""
+    train, valid = pq.read_table(data / "train.parquet"), pq.read_table(data / "valid.parquet")
+    x_train, x_valid, vocab_sizes = {}, {}, {}
+    for f in schema.get("sparse", []):
+        name = f["name"]
+        a = train.column(name).to_numpy(zero_copy_only=False).astype(str)
+        b = valid.column(name).to_numpy(zero_copy_only=False).astype(str)
+        values, codes = np.unique(a, return_inverse=True)
+        x_train[name] = codes + 1
+        position = np.searchsorted(values, b).clip(0, len(values) - 1)
+        x_valid[name] = np.where(values[position] == b, position + 1, 0)
+        vocab_sizes[name] = len(values) + 1
+    for f in schema.get("dense", []):
+        name = f["name"]
+        columns = []
+        for table in (train, valid):
+            v = table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+            columns.append(np.nan_to_num(np.sign(v) * np.log1p(np.abs(v)), nan=0.0))
+        low, high = columns[0].min(), columns[0].max()
+        x_train[name], x_valid[name] = ((c - low) / max(high - low, 1e-12) for c in columns)
+    label = schema["labels"][0]
+    y_train = train.column(label).to_numpy().astype(np.float32)
+    y_valid = valid.column(label).to_numpy().astype(np.float32)
+    return x_train, x_valid, y_train, y_valid, vocab_sizes
+
+
+def build(model_name: str, schema: dict, vocab_sizes: dict, setup: dict, seed: int):
+    from deepctr_torch.inputs import DenseFeat, SparseFeat
+    from deepctr_torch.models import DCN, WDL, DeepFM
+
+    columns = [SparseFeat(n, vocab_sizes[n], embedding_dim=setup["embedding_dim"]) for n in vocab_sizes]
+    columns += [DenseFeat(f["name"], 1) for f in schema.get("dense", [])]
+    hidden = tuple(setup["mlp"])
+    if model_name == "DCN":
+        return DCN(columns, columns, cross_num=setup["dcn_layers"], dnn_hidden_units=hidden, seed=seed)
+    if model_name == "DeepFM":
+        return DeepFM(columns, columns, dnn_hidden_units=hidden, seed=seed)
+    if model_name == "WDL":
+        return WDL(columns, columns, dnn_hidden_units=hidden, seed=seed)
+    raise SystemExit(f"unknown DeepCTR model {model_name!r}; use DCN, DeepFM or WDL")
+
+
+def latency_ms(model, x: dict, batches=(1, 64, 4096), repeats: int = 20) -> dict:
+    inputs = torch.from_numpy(np.stack([x[name] for name in model.feature_index], axis=1).astype(np.float32))
+    model.eval()
+    result = {}
+    with torch.no_grad():
+        for b in batches:
+            batch = inputs[:b]
+            model(batch)
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                model(batch)
+                times.append((time.perf_counter() - start) * 1e3)
+            result[str(b)] = round(statistics.median(times), 4)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--setup", default="{}", help="JSON: batch_size, embedding_dim, mlp, dcn_layers")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1024)
+    args = parser.parse_args(argv)
+    setup = {"batch_size": 4096, "embedding_dim": 16, "mlp": [512, 256], "dcn_layers": 2, **json.loads(args.setup)}
+    data = Path(args.data)
+    schema = yaml.safe_load((data / "features.yaml").read_text())
+    x_train, x_valid, y_train, y_valid, vocab_sizes = encode(data, schema)
+    torch.manual_seed(args.seed)
+    model = build(args.model, schema, vocab_sizes, setup, args.seed)
+    model.compile("adam", "binary_crossentropy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        start = time.perf_counter()
+        model.fit(x_train, y_train, batch_size=setup["batch_size"], epochs=args.epochs, verbose=0)
+        seconds = time.perf_counter() - start
+    probs = model.predict(x_valid, batch_size=setup["batch_size"]).reshape(-1)
+    result = {
+        "samples_per_second": round(args.epochs * len(y_train) / seconds, 1),
+        "train_seconds": round(seconds, 3),
+        "valid_ne": normalized_entropy(y_valid, probs),
+        "latency_ms": latency_ms(model, x_valid),
+        "notes": f"deepctr-torch {PEER_VERSION}, own fit (Adam lr 1e-3), epochs={args.epochs}",
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,227 @@
+"""Training and serving speed of generated packages on a Criteo-shaped synthetic set, beside DeepCTR-Torch.
+
+The set has 13 dense and 26 sparse features whose cardinalities are those of the Criteo Kaggle set capped at
+``cap`` (ids drawn from a skewed power law, as real ids are), and a label with a learnable signal. Each
+interaction is rendered as a package from the working-tree template and trained one epoch through its own
+``train`` command; the peers train the same rows with the same embedding size, MLP sizes and batch size in
+their own ``fit``. Every trainer runs in its own process so that its peak memory (max RSS) is its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from . import runner
+from .errors import SmtError
+from .status import render_answers
+from .template import TemplateRepo
+
+# The 26 categorical cardinalities of the Criteo Kaggle display-advertising set (C1..C26).
+CRITEO_CARDINALITIES = (
+    1460, 583, 10131227, 2202608, 305, 24, 12517, 633, 3, 93145, 5683, 8351593, 3194,
+    27, 14992, 5461306, 10, 5652, 2173, 4, 7046547, 18, 15, 286181, 105, 142572,
+)  # fmt: skip
+NUM_DENSE = 13
+INTERACTIONS = ("concat", "dot", "dcn_v2")
+
+
+@dataclass(frozen=True)
+class SpeedSetup:
+    """What every trainer in one benchmark run shares."""
+
+    rows: int = 1_000_000
+    cap: int = 100_000
+    batch_size: int = 4096
+    embedding_dim: int = 16
+    mlp: tuple[int, ...] = (512, 256)
+    dcn_rank: int = 64
+    dcn_layers: int = 2
+    seed: int = 2026
+
+
+@dataclass
+class SpeedResult:
+    trainer: str  # "smt <interaction>" or "DeepCTR-Torch <model>"
+    samples_per_second: float
+    train_seconds: float
+    valid_ne: float
+    peak_rss_mb: float
+    dense_flops_per_example: float | None = None
+    latency_ms: dict = field(default_factory=dict)  # batch → median ms
+    notes: str = ""
+
+
+def make_dataset(root: Path, setup: SpeedSetup) -> Path:
+    """Write ``train.parquet`` (rows), ``valid.parquet`` (rows / 10) and ``features.yaml`` under ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(setup.seed)
+    cards = [min(c, setup.cap) for c in CRITEO_CARDINALITIES]
+    effects = [rng.normal(0, 0.6, c) if i % 3 == 0 else np.zeros(c) for i, c in enumerate(cards)]
+    dense_weights = rng.normal(0, 0.25, NUM_DENSE)
+    for split, rows in (("train", setup.rows), ("valid", max(1, setup.rows // 10))):
+        columns, logit = {}, np.full(rows, -1.4)
+        for j in range(NUM_DENSE):
+            latent = rng.normal(0, 1, rows)
+            values = np.floor(np.exp(1.5 * latent + 1)).astype(np.float64)
+            values[rng.random(rows) < 0.1] = np.nan
+            columns[f"I{j + 1}"] = values
+            logit += dense_weights[j] * latent
+        for i, card in enumerate(cards):
+            ids = np.minimum((card * rng.random(rows) ** 4).astype(np.int64), card - 1)  # skewed: low ids common
+            columns[f"C{i + 1}"] = ids
+            logit += effects[i][ids]
+        columns["label"] = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(np.int64)
+        pq.write_table(pa.table(columns), root / f"{split}.parquet", row_group_size=131072)
+    schema = {
+        "labels": ["label"],
+        "dense": [{"name": f"I{j + 1}", "transform": "log_standardize"} for j in range(NUM_DENSE)],
+        "sparse": [{"name": f"C{i + 1}", "cardinality": c} for i, c in enumerate(cards)],
+    }
+    (root / "features.yaml").write_text(yaml.safe_dump(schema, sort_keys=False))
+    return root
+
+
+def render_package(repo: TemplateRepo, out: Path, interaction: str, setup: SpeedSetup) -> Path:
+    answers = {
+        "name": f"speed_{interaction}",
+        "interaction": interaction,
+        "embedding_dim": setup.embedding_dim,
+        "over_arch": json.dumps(list(setup.mlp)),
+        "dcn_rank": setup.dcn_rank,
+        "dcn_layers": setup.dcn_layers,
+    }
+    with repo.snapshot() as template_dir:
+        return render_answers(template_dir, answers, out / answers["name"])
+
+
+def run_measured(args: list[str], cwd: Path, env: dict) -> tuple[str, float]:
+    """Run a command; return its stdout and its peak resident memory in MB (its own, via wait4)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
+    if proc.returncode != 0:
+        last = stderr.strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
+        raise SmtError(f"`{' '.join(args[:4])} ...` failed: {last[0]}")
+    return stdout, usage.ru_maxrss / 1024
+
+
+def bench_package(package: Path, data: Path, setup: SpeedSetup, train_args: tuple[str, ...] = ()) -> SpeedResult:
+    """One epoch through the package's own ``train``; then ``capacity`` and ``export`` (serving latency)."""
+    env = runner.package_env(package)
+    out = package / "run"
+    args = [sys.executable, "-m", package.name, "--features", str(data / "features.yaml"), "train"]
+    args += ["--train", str(data / "train.parquet"), "--valid", str(data / "valid.parquet"), "--out", str(out)]
+    args += ["--quiet", "epochs=1", f"batch_size={setup.batch_size}", "warmup_steps=20", *train_args]
+    stdout, rss = run_measured(args, package, env)
+    summary = json.loads(stdout)
+    features = ["--features", str(data / "features.yaml")]
+    capacity = json.loads(runner.check_cli(package, *features, "capacity", "--checkpoint", str(out), "--json"))
+    exported = json.loads(
+        runner.check_cli(
+            package, *features, "export", "--checkpoint", str(out), "--out", str(package / "m.pt2"), "--json"
+        )
+    )
+    return SpeedResult(
+        trainer=f"smt {package.name.removeprefix('speed_')}" + (f" ({' '.join(train_args)})" if train_args else ""),
+        samples_per_second=summary["samples_per_second"],
+        train_seconds=summary["train_seconds"],
+        valid_ne=summary["valid"]["label"]["ne"],
+        peak_rss_mb=round(rss, 1),
+        dense_flops_per_example=capacity.get("dense_flops_per_example"),
+        latency_ms=exported["latency_ms_p50"],
+    )
+
+
+def bench_peer(model: str, data: Path, setup: SpeedSetup) -> SpeedResult:
+    """DeepCTR-Torch ``model`` (DCN | DeepFM | WDL) trained one epoch with its own ``fit``, in a subprocess."""
+    args = [sys.executable, "-m", "scaffold.peers.deepctr", "--data", str(data), "--model", model]
+    args += ["--setup", json.dumps(asdict(setup))]
+    stdout, rss = run_measured(args, Path(__file__).parents[1], {**os.environ})
+    result = json.loads(stdout.strip().splitlines()[-1])
+    return SpeedResult(trainer=f"DeepCTR-Torch {model}", peak_rss_mb=round(rss, 1), **result)
+
+
+def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
+    """This machine's measured fp32 matmul throughput (GFLOP/s, median of ``repeats``), all threads."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / sorted(times)[len(times) // 2] / 1e9
+
+
+def machine() -> str:
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {os.cpu_count()} cores, {gpu}, torch {torch.__version__}"
+
+
+def report(results: list[SpeedResult], setup: SpeedSetup) -> tuple[str, dict]:
+    """A Markdown table (ratios against the first DeepCTR-Torch DCN, else the first peer) and a JSON payload."""
+    peak = matmul_peak_gflops()
+    peers = [r for r in results if r.trainer.startswith("DeepCTR")]
+    reference = next((r for r in peers if r.trainer.endswith("DCN")), peers[0] if peers else None)
+    lines = [
+        f"Machine: {machine()}; measured fp32 matmul peak {peak:.0f} GFLOP/s.",
+        f"Data: Criteo-shaped synthetic, {setup.rows:,} train rows, 13 dense + 26 sparse (cardinalities capped at "
+        f"{setup.cap:,}), batch {setup.batch_size}, embedding {setup.embedding_dim}, MLP {list(setup.mlp)}, "
+        f"DCN {setup.dcn_layers} layers (smt: rank {setup.dcn_rank}); one epoch each.",
+        "",
+        "| trainer | samples/s | vs " + (reference.trainer if reference else "peer") + " | train s | valid NE | "
+        "peak RSS MB | dense MFLOP/ex | GFLOP/s (3× fwd) | of peak | latency ms b=1 / 64 / 4096 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    rows = []
+    for r in results:
+        ratio = r.samples_per_second / reference.samples_per_second if reference else float("nan")
+        achieved = r.samples_per_second * 3 * r.dense_flops_per_example / 1e9 if r.dense_flops_per_example else None
+        latency = " / ".join(f"{r.latency_ms.get(b, float('nan')):.2f}" for b in ("1", "64", "4096"))
+        lines.append(
+            f"| {r.trainer} | {r.samples_per_second:,.0f} | {ratio:.2f}× | {r.train_seconds:.1f} | {r.valid_ne:.4f} "
+            f"| {r.peak_rss_mb:,.0f} | "
+            + (
+                f"{r.dense_flops_per_example / 1e6:.2f} | {achieved:.1f} | {achieved / peak:.1%}"
+                if achieved
+                else "– | – | –"
+            )
+            + f" | {latency} |"
+        )
+        rows.append({**asdict(r), "ratio_vs_reference": ratio, "achieved_gflops": achieved})
+    lines += [
+        "",
+        "samples/s = train rows / wall seconds of the epoch (smt: its train loop incl. the end-of-epoch validation;",
+        "DeepCTR-Torch: its `fit`). GFLOP/s counts 3× the forward dense FLOPs per example (forward + backward).",
+    ]
+    payload = {"machine": machine(), "matmul_peak_gflops": peak, "setup": asdict(setup), "results": rows}
+    return "\n".join(lines), payload
