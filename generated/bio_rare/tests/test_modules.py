@@ -31,6 +31,29 @@ def test_multi_hot_bag_ignores_padding():
     assert torch.allclose(arch(torch.zeros((1, 0), dtype=torch.long), [padded])[0, 0], expected)
 
 
+def test_quotient_remainder_embeddings_multiply_two_small_tables():
+    arch = SparseArch([5, 1000], [], dim=D, quotient_remainder=(8, 100))
+    assert arch.qr_features == [1] and arch.table.weight.shape[0] == 5 + 125 + 8  # not 5 + 1000
+    ids = torch.tensor([[3, 999], [0, 17]])
+    out = arch(ids, [])
+    weight, offsets = arch.table.weight, arch.offsets
+    for row in range(2):
+        i = int(ids[row, 1])
+        assert torch.equal(out[row, 0], weight[offsets[0] + ids[row, 0]])
+        assert torch.allclose(out[row, 1], weight[offsets[1] + i // 8] * weight[offsets[2] + i % 8])
+    every_id = torch.stack([torch.zeros(1000, dtype=torch.long), torch.arange(1000)], dim=1)
+    assert torch.unique(arch(every_id, [])[:, 1], dim=0).shape[0] == 1000  # each id keeps its own vector
+
+
+def test_quotient_remainder_embeddings_export_with_a_dynamic_batch():
+    arch = SparseArch([5, 1000], [7], dim=D, quotient_remainder=(8, 100)).eval()
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    example = (torch.tensor([[1, 500], [2, 3]]), [torch.tensor([[1, 2], [3, 0]])])
+    program = torch.export.export(arch, example, dynamic_shapes=({0: batch}, [{0: batch}]))
+    check = (torch.randint(0, 5, (9, 1)).repeat(1, 2) * 199, [torch.randint(0, 7, (9, 2))])
+    assert torch.allclose(program.module()(*check), arch(*check))
+
+
 def test_residual_block_matches_formula():
     x = torch.randn(B, 6)
     same, wider = ResidualBlock(6, 6), ResidualBlock(6, 9)

@@ -92,7 +92,10 @@ def test_large_batch_lr_scaling():
 
 @pytest.mark.distributed
 def test_torchrun_two_processes_match_one_process(tmp_path, tiny_schema, tiny_files):
-    """gloo, 2 CPU processes, same global batch: the validation NE of one process within 1e-4 (measured: 2.5e-9)."""
+    """gloo, 2 CPU processes, same global batch: the validation NE of one process within 1e-3.
+
+    Measured: 2.5e-9 (one event, single tower) to 1.2e-4 (two events, PLE): gradient sums in another order.
+    """
     features = tmp_path / "features.yaml"
     features.write_text(json.dumps(tiny_schema.to_dict()))
     args = ["--features", str(features), "train", "--train", str(tiny_files[0]), "--valid", str(tiny_files[1])]
@@ -106,4 +109,56 @@ def test_torchrun_two_processes_match_one_process(tmp_path, tiny_schema, tiny_fi
     parallel = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert parallel["steps"] == single["steps"]
     for event, metrics in single["valid"].items():
-        assert abs(parallel["valid"][event]["ne"] - metrics["ne"]) < 1e-4, event
+        assert abs(parallel["valid"][event]["ne"] - metrics["ne"]) < 1e-3, event
+
+
+@pytest.fixture
+def grouped_train(tmp_path, tiny_files):
+    """The tiny train file rewritten with 6 row groups of 500 rows."""
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "grouped.parquet"
+    pq.write_table(pq.read_table(tiny_files[0]), path, row_group_size=500)
+    assert pq.ParquetFile(path).num_row_groups == 6
+    return path
+
+
+def test_streamed_epoch_yields_every_row_once(grouped_train, tiny_schema):
+    from criteo_ctr.data import read_table
+    from criteo_ctr.preprocess import Preprocessor
+    from criteo_ctr.stream import StreamedBatches
+
+    table = read_table(grouped_train, tiny_schema)
+    pre = Preprocessor.fit(table, tiny_schema)
+    whole = pre.transform(table)
+    source = StreamedBatches(grouped_train, pre, batch_size=256, seed=3)
+    batches = [source.batch(0, step) for step in range(12)]  # ceil(3000 / 256)
+    assert [len(b) for b in batches] == [256] * 11 + [184]
+    seen = torch.cat([b.dense for b in batches])
+    assert torch.equal(seen.sort(dim=0).values, whole.dense.sort(dim=0).values)
+    assert not torch.equal(seen, whole.dense)  # shuffled across and within groups
+    assert torch.equal(source.batch(0, 5).sparse, batches[5].sparse)  # a resumed position replays exactly
+
+
+def test_streamed_training_matches_in_memory_quality_and_resumes(tmp_path, grouped_train, tiny_schema, tiny_files):
+    config = {"epochs": 2, "batch_size": 256, "warmup_steps": 5, "checkpoint_every": 3}
+    memory = train(grouped_train, tiny_files[1], tmp_path / "m", config_from_dict(config), tiny_schema)
+    streamed_config = config_from_dict({**config, "stream": True})
+    streamed = train(grouped_train, tiny_files[1], tmp_path / "s", streamed_config, tiny_schema, show_progress=False)
+    assert streamed["steps"] == memory["steps"]
+    for event, metrics in memory["valid"].items():
+        assert abs(streamed["valid"][event]["ne"] - metrics["ne"]) < 0.03, event
+    from criteo_ctr.train import Interrupted
+
+    with pytest.raises(Interrupted):
+        train(grouped_train, tiny_files[1], tmp_path / "r", streamed_config, tiny_schema, stop_after=7)
+    resumed = train(grouped_train, tiny_files[1], tmp_path / "r", streamed_config, tiny_schema, resume=True)
+    assert resumed["valid"] == streamed["valid"]
+
+
+def test_streaming_needs_parquet(tmp_path, tiny_schema, tiny_files):
+    from criteo_ctr.errors import DataError
+
+    with pytest.raises(DataError, match="streaming needs a Parquet file"):
+        train(tiny_files[1], tiny_files[1], tmp_path / "x", config_from_dict({"stream": True}), tiny_schema)
+    assert not (tmp_path / "x").exists()

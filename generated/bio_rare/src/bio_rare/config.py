@@ -35,6 +35,7 @@ class TrainConfig:
     max_seconds: float = 0.0  # stop (with a checkpoint) after this much training time; 0 = no limit
     negative_sampling: float = 1.0  # fraction of all-negative train rows kept; eval/export correct by log(rate)
     calibrate_bias: bool = False  # after training, fit a per-event logit bias so that valid calibration is 1.0
+    stream: bool = False  # read the (Parquet) train file one row group at a time instead of all in memory
     data_cache: bool = True  # keep encoded tensors in .smt-cache/ next to the data (see cache.py)
     compile: bool = False  # torch.compile the dense stages (needs a C++ compiler on CPU; first steps are slow)
     seed: int = 0  # model init and data order
@@ -113,6 +114,8 @@ def _check(c: TrainConfig) -> None:
         raise ConfigError(f"training option negative_sampling must be in (0, 1], got {c.negative_sampling}")
     if not 0 <= c.min_lr_ratio <= 1:
         raise ConfigError(f"training option min_lr_ratio must be in [0, 1], got {c.min_lr_ratio}")
+    if c.stream and c.negative_sampling < 1:
+        raise ConfigError("training options stream and negative_sampling < 1 cannot be combined; drop one")
     if c.lr_scaling not in ("none", "linear", "sqrt"):
         raise ConfigError(f"training option lr_scaling must be none, linear or sqrt, got {c.lr_scaling!r}")
     if c.device not in ("auto", "cpu", "cuda"):

@@ -124,6 +124,47 @@ def _check_labels(table: pa.Table, schema: FeatureSchema, path: Path) -> None:
             raise DataError(f"data file {path}: label column '{label}' must be binary 0/1; found {bad[0]:g}")
 
 
+def parquet_row_groups(path: str | Path) -> list[int]:
+    """Rows of each row group of a Parquet file (streaming reads one group at a time)."""
+    path = Path(path)
+    if path.suffix.lower() not in PARQUET_SUFFIXES:
+        raise DataError(f"streaming needs a Parquet file (read by row groups); {path} is not one")
+    if not path.is_file():
+        raise DataError(f"data file {path} not found")
+    try:
+        meta = pq.ParquetFile(path).metadata
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"data file {path} is not readable Parquet ({_first_line(exc)})") from None
+    return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+
+
+def read_row_group(path: str | Path, schema: FeatureSchema, group: int) -> pa.Table:
+    """One row group with the schema's columns, checked like ``read_table``."""
+    path = Path(path)
+    try:
+        table = pq.ParquetFile(path).read_row_group(group, columns=schema.columns)
+    except (pa.ArrowInvalid, OSError, KeyError) as exc:
+        raise DataError(f"data file {path}, row group {group}: not readable ({_first_line(exc)})") from None
+    _check_dense(table, schema, path)
+    _check_labels(table, schema, path)
+    return table
+
+
+class ParquetColumns:
+    """A Parquet file read one column at a time: what ``Preprocessor.fit`` needs, in the memory of one column."""
+
+    def __init__(self, path: str | Path, schema: FeatureSchema):
+        parquet_row_groups(path)  # a clear error for a missing or non-Parquet file
+        self.path = Path(path)
+        self.column_names = schema.columns
+
+    def column(self, name: str) -> pa.ChunkedArray:
+        try:
+            return pq.read_table(self.path, columns=[name]).column(name)
+        except (pa.ArrowInvalid, OSError, KeyError) as exc:
+            raise DataError(f"data file {self.path}: column '{name}' not readable ({_first_line(exc)})") from None
+
+
 def write_table(table: pa.Table, path: str | Path, schema: FeatureSchema) -> None:
     """Write a table as Parquet, CSV (with header) or header-less TSV/TXT, chosen by suffix."""
     path = Path(path)

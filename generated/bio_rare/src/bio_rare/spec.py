@@ -27,6 +27,8 @@ class ModelSpec:
     mlp_block: str
     width_multiplier: float
     flops_budget: int
+    qr_collisions: int = 0  # 0 = one row per id; else quotient-remainder tables above qr_min_rows rows
+    qr_min_rows: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -47,4 +49,6 @@ SPEC = ModelSpec(
     mlp_block="plain",
     width_multiplier=1.0,
     flops_budget=0,
+    qr_collisions=0,
+    qr_min_rows=0,
 )

@@ -49,7 +49,8 @@ class RankingModel(nn.Module):
     def __init__(self, spec: ModelSpec, sizes: FeatureSizes):
         super().__init__()
         dim = spec.embedding_dim
-        self.sparse_arch = SparseArch(list(sizes.sparse), list(sizes.multi_hot), dim)
+        qr = (spec.qr_collisions, spec.qr_min_rows) if spec.qr_collisions else None
+        self.sparse_arch = SparseArch(list(sizes.sparse), list(sizes.multi_hot), dim, quotient_remainder=qr)
         dense_sizes = scaled(spec.dense_arch, spec.width_multiplier)
         self.dense_arch = DenseArch(sizes.num_dense, dense_sizes, dim, spec.mlp_block) if sizes.num_dense else None
         num_vectors = self.sparse_arch.num_vectors + (1 if sizes.num_dense else 0)

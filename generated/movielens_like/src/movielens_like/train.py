@@ -24,6 +24,7 @@ from . import checkpoint as ckpt
 from . import distributed as dist
 from .cache import encode_file
 from .config import TrainConfig, config_from_dict
+from .data import ParquetColumns
 from .errors import ConfigError
 from .loss import multi_event_bce
 from .metrics import all_metrics, bias_for_rate
@@ -33,6 +34,7 @@ from .predict import predict, to_device
 from .preprocess import EncodedData, Preprocessor
 from .schema import FeatureSchema
 from .spec import SPEC
+from .stream import InMemoryBatches, StreamedBatches
 
 
 class Interrupted(Exception):
@@ -88,23 +90,31 @@ def train(
         if not world.is_main:
             dist.barrier(world)  # rank 0 encodes (and caches) first; the others then load its cache entries
         fitted = Preprocessor(schema, resumed["meta"]["preprocessor"]) if resumed is not None else None
-        pre, train_data = encode_file(train_path, schema, fitted, use_cache=config.data_cache)
+        if config.stream:
+            pre = fitted if fitted is not None else Preprocessor.fit(ParquetColumns(train_path, schema), schema)
+            source = StreamedBatches(train_path, pre, config.batch_size, config.seed)
+            rates, kept_negatives = source.label_rates(), torch.ones(len(schema.labels))
+        else:
+            pre, train_data = encode_file(train_path, schema, fitted, use_cache=config.data_cache)
+            train_data, kept_negatives = downsample_negatives(train_data, config.negative_sampling, config.seed)
+            staged = stage_on_device(train_data, _device(config.device, world.local_rank))
+            source = InMemoryBatches(staged, config.batch_size, config.seed)
+            rates = train_data.labels.mean(dim=0)
         _, valid_data = encode_file(valid_path, schema, pre, use_cache=config.data_cache)
         if world.is_main:
             dist.barrier(world)
-        train_data, kept_negatives = downsample_negatives(train_data, config.negative_sampling, config.seed)
         sparse_sizes, multi_sizes = pre.cardinalities()
         sizes = FeatureSizes(tuple(sparse_sizes), tuple(multi_sizes), schema.dense_width)
         meta = ckpt.make_meta(SPEC, schema, pre.state, sizes.to_dict(), config.to_dict())
         model = build_model(SPEC, sizes, config.seed)
         if hasattr(model, "init_base_rates"):
-            model.init_base_rates(train_data.labels.mean(dim=0))
+            model.init_base_rates(rates.cpu())
         if hasattr(model, "logit_shift"):
             model.logit_shift.copy_(torch.log(kept_negatives))  # He et al. 2014 correction, applied in eval only
         run = _Run(config, meta, out, model, world)
         if resumed is not None:
             run.restore(resumed)
-        return run.fit(train_data, valid_data, stop_after, _show(show_progress) and world.is_main)
+        return run.fit(source, valid_data, stop_after, _show(show_progress) and world.is_main)
     finally:
         dist.close_world(world)
 
@@ -151,22 +161,20 @@ class _Run:
         self.progress = Progress(**payload["progress"])
         torch.set_rng_state(payload["rng"])
 
-    def fit(self, train_data, valid_data, stop_after: int | None, show: bool) -> dict:
+    def fit(self, source, valid_data, stop_after: int | None, show: bool) -> dict:
+        """Train on batches from ``source`` (InMemoryBatches or StreamedBatches, see stream.py)."""
         c, p = self.config, self.progress
-        steps_per_epoch = math.ceil(len(train_data) / c.batch_size)
+        steps_per_epoch = math.ceil(len(source) / c.batch_size)
         total = c.epochs * steps_per_epoch
-        train_data = stage_on_device(train_data, self.device)
         bar = tqdm(total=total, initial=p.step, disable=not show, unit="step", dynamic_ncols=True)
         started = time.perf_counter() - p.train_seconds
         try:
             while p.step < total and not p.done:
                 epoch, offset = divmod(p.step, steps_per_epoch)
-                order = torch.randperm(len(train_data), generator=torch.Generator().manual_seed(c.seed * 7919 + epoch))
-                index = order[offset * c.batch_size : (offset + 1) * c.batch_size]
-                local = dist.shard(index, self.world).to(train_data.sparse.device)
-                loss = self._step(to_device(train_data.rows(local), self.device), total)
+                batch = source.batch(epoch, offset, lambda index: dist.shard(index, self.world))
+                loss = self._step(to_device(batch, self.device), total)
                 p.step += 1
-                p.samples += len(index)
+                p.samples += min(c.batch_size, len(source) - offset * c.batch_size)  # global rows
                 p.train_seconds = time.perf_counter() - started
                 bar.update(1)
                 self._after_step(loss, epoch, steps_per_epoch, total, valid_data, bar)
