@@ -103,7 +103,7 @@ def render_package(repo: TemplateRepo, out: Path, interaction: str, setup: Speed
         "dcn_layers": setup.dcn_layers,
     }
     with repo.snapshot() as template_dir:
-        return render_answers(template_dir, answers, out / answers["name"])
+        return render_answers(template_dir, answers, (out / answers["name"]).resolve())
 
 
 def run_measured(args: list[str], cwd: Path, env: dict) -> tuple[str, float]:
