@@ -101,9 +101,10 @@ def test_torchrun_two_processes_match_one_process(tmp_path, tiny_schema, tiny_fi
     args = ["--features", str(features), "train", "--train", str(tiny_files[0]), "--valid", str(tiny_files[1])]
     args += ["--quiet", "epochs=2", "batch_size=256", "warmup_steps=5"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
-    one = subprocess.run([sys.executable, "-m", "bio_rare", *args, "--out", str(tmp_path / "one")], env=env)
+    package = ["-m", "bio_rare", *args]
+    one = subprocess.run([sys.executable, *package, "--out", str(tmp_path / "one")], env=env)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    two = subprocess.run([*torchrun, "-m", "bio_rare", *args, "--out", str(tmp_path / "two")], env=env)
+    two = subprocess.run([*torchrun, *package, "--out", str(tmp_path / "two")], env=env)
     assert one.returncode == 0 and two.returncode == 0
     single = json.loads((tmp_path / "one" / "metrics.json").read_text())
     parallel = json.loads((tmp_path / "two" / "metrics.json").read_text())
