@@ -52,9 +52,9 @@ def measure(package: Path, out: Path, rows: int, batches: list[int], extra: list
             continue
         summary = json.loads(proc.stdout)
         log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-        steps = [r for r in log if "loss" in r]
+        steps = [r for r in log if "loss" in r and r["epoch"] == 0]
         steady = None
-        if len(steps) >= 3:  # steady state: between the first and the last logged step (no warm-up, no eval)
+        if len(steps) >= 3:  # steady state: first to last logged step of epoch 0 (no warm-up, eval or save)
             first, last = steps[0], steps[-1]
             steady = (last["step"] - first["step"]) * batch / max(last["seconds"] - first["seconds"], 1e-9)
         record = {
@@ -84,6 +84,47 @@ def measure(package: Path, out: Path, rows: int, batches: list[int], extra: list
     print(json.dumps(payload), flush=True)
 
 
+def profile(package: Path, batch: int, steps: int = 20) -> None:
+    """Top CUDA/CPU ops of ``steps`` training steps of the package at ``batch`` (data from $DATA)."""
+    import importlib
+
+    import torch
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    sys.path.insert(0, str(package / "src"))
+    name = package.name
+    mod = {m: importlib.import_module(f"{name}.{m}") for m in ("cache", "schema", "config", "model", "spec", "train")}
+    data_dir = Path(os.environ["DATA"])
+    schema = mod["schema"].load_schema(data_dir / "features.yaml")
+    pre, data = mod["cache"].encode_file(data_dir / "train.parquet", schema)
+    sparse, multi = pre.cardinalities()
+    sizes = mod["model"].FeatureSizes(tuple(sparse), tuple(multi), schema.dense_width)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    config = mod["config"].config_from_dict({"batch_size": batch, "device": device})
+    run = mod["train"]._Run(config, {}, Path("/tmp/profile-run"), mod["model"].build_model(mod["spec"].SPEC, sizes))
+
+    gpu = mod["train"].stage_on_device(data, run.device)
+    batches = [gpu.rows(torch.randint(0, len(gpu), (batch,), device=run.device)) for _ in range(steps + 5)]
+    for b in batches[:5]:
+        run._step(b, 1000)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    for b in batches[5:]:
+        run._step(b, 1000)
+    sync()
+    per_step = (time.perf_counter() - start) / steps
+    print(f"profile batch {batch}: {per_step * 1e3:.2f} ms/step = {batch / per_step:,.0f} samples/s (data on GPU)")
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with torch_profile(activities=activities) as prof:
+        for b in batches[5:15]:
+            run._step(b, 1000)
+        sync()
+    sort = "cuda_time_total" if device == "cuda" else "cpu_time_total"
+    print(prof.key_averages().table(sort_by=sort, row_limit=18))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--render")
@@ -92,9 +133,13 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=4_000_000)
     parser.add_argument("--batches", default="4096,16384,65536")
     parser.add_argument("--extra", default="", help="more key=value training options")
+    parser.add_argument("--profile", type=int, default=0, help="profile the train step at this batch size")
     args = parser.parse_args()
     if args.render:
         render(Path(args.render))
+        return
+    if args.profile:
+        profile(Path(args.package), args.profile)
         return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
