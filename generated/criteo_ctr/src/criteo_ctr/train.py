@@ -150,6 +150,7 @@ class _Run:
         if config.compile:
             compile_dense_stages(model)
         self.progress = Progress()
+        self.saved_at = 0.0  # train seconds at the last resumable checkpoint
         if world.is_main:
             out.mkdir(parents=True, exist_ok=True)
 
@@ -159,6 +160,7 @@ class _Run:
         if self.sparse_opt is not None:
             self.sparse_opt.load_state_dict(payload["sparse_opt"])
         self.progress = Progress(**payload["progress"])
+        self.saved_at = self.progress.train_seconds
         torch.set_rng_state(payload["rng"])
 
     def fit(self, source, valid_data, stop_after: int | None, show: bool) -> dict:
@@ -195,7 +197,8 @@ class _Run:
         self._save_last()
         return self._summary()
 
-    def _step(self, batch, total: int) -> float:
+    def _step(self, batch, total: int) -> torch.Tensor:
+        """One optimizer step; returns the loss as a 0-d tensor (read on the host only when logged: no sync)."""
         factor = lr_factor(self.progress.step, total, self.config) * self.lr_scale
         for opt, base in ((self.dense_opt, self.config.lr), (self.sparse_opt, self.config.embedding_lr)):
             if opt is not None:
@@ -213,19 +216,22 @@ class _Run:
         self.dense_opt.step()
         if self.sparse_opt is not None:
             self.sparse_opt.step()
-        return float(loss.detach())
+        return loss.detach()
 
     def _after_step(self, loss, epoch, steps_per_epoch, total, valid_data, bar) -> None:
         c, p = self.config, self.progress
         if c.log_every and p.step % c.log_every == 0:
             lr = self.dense_opt.param_groups[0]["lr"]
+            loss = float(loss)
             self._log({"step": p.step, "epoch": epoch, "loss": loss, "lr": lr, "seconds": p.train_seconds})
             bar.set_postfix(loss=f"{loss:.4f}")
         end_of_epoch = p.step % steps_per_epoch == 0
         if (c.eval_every and p.step % c.eval_every == 0) or (not c.eval_every and end_of_epoch):
             self._evaluate(valid_data)
             self._save_last()
-        elif c.checkpoint_every and p.step % c.checkpoint_every == 0:
+        elif (c.checkpoint_every and p.step % c.checkpoint_every == 0) or (
+            c.checkpoint_seconds and p.train_seconds - self.saved_at >= c.checkpoint_seconds
+        ):
             self._save_last()
         if c.max_seconds and dist.any_rank(p.train_seconds >= c.max_seconds, self.world) and p.step < total:
             if p.last_eval_step != p.step:
@@ -274,6 +280,7 @@ class _Run:
         ckpt.save({"meta": self.meta, "model": self.model.state_dict(), "step": best["step"]}, self.out / ckpt.BEST)
 
     def _save_last(self) -> None:
+        self.saved_at = self.progress.train_seconds
         if not self.world.is_main:
             return
         payload = {

@@ -30,7 +30,8 @@ class TrainConfig:
     clip_norm: float = 1.0  # max global grad norm of the dense parameters; 0 disables
     eval_every: int = 0  # validation every N steps; 0 = once per epoch
     patience: int = 3  # stop after this many evaluations without a better validation NE
-    checkpoint_every: int = 200  # write a resumable checkpoint every N steps; 0 = only at evaluations
+    checkpoint_every: int = 0  # also write a resumable checkpoint every N steps; 0 = by time and at evaluations
+    checkpoint_seconds: float = 300.0  # write a resumable checkpoint after this much training time; 0 = never
     log_every: int = 50  # JSONL training log every N steps
     max_seconds: float = 0.0  # stop (with a checkpoint) after this much training time; 0 = no limit
     negative_sampling: float = 1.0  # fraction of all-negative train rows kept; eval/export correct by log(rate)
@@ -102,6 +103,7 @@ def _check(c: TrainConfig) -> None:
         "clip_norm": c.clip_norm,
         "eval_every": c.eval_every,
         "checkpoint_every": c.checkpoint_every,
+        "checkpoint_seconds": c.checkpoint_seconds,
         "max_seconds": c.max_seconds,
         "weight_decay": c.weight_decay,
         "patience": c.patience,
