@@ -7,9 +7,12 @@ Task data comes from `smt data fetch` (DESIGN §5). A *variant* is a named set o
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from . import runner
+from . import _git, runner
 from .datasets.tasks import ALIASES
 from .errors import SmtError
 from .fleet import Package, load_package
@@ -34,6 +37,7 @@ class Run:
     train_seconds: float
     steps: int
     capacity: dict
+    valid: dict = field(default_factory=dict)  # event → metrics at the best validation step (smt runs)
 
     @property
     def mean_ne(self) -> float:
@@ -74,7 +78,10 @@ def run_once(package: Package, data: Path, seed: int, overrides: list[str], vari
             )
         )
         capacity = json.loads(runner.check_cli(package.path, "capacity", "--checkpoint", str(out), "--json"))
-    return Run(package.name, variant, seed, test["events"], summary["train_seconds"], summary["steps"], capacity)
+    return Run(
+        package.name, variant, seed, test["events"], summary["train_seconds"], summary["steps"], capacity,
+        summary["valid"],
+    )  # fmt: skip
 
 
 def relative_ne_change(candidate: float, baseline: float) -> float:
@@ -127,3 +134,95 @@ def with_answers(repo: TemplateRepo, package: Package, answers: dict) -> Iterato
                 (out / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, out / rel)
         yield load_package(out)
+
+
+# Peers run side by side with the template (`--peers`); each runner lives in scaffold/peers/.
+PEERS = {"DeepFM": "deepctr", "DCN": "deepctr", "WDL": "deepctr", "LightGBM": "lightgbm"}
+
+
+def run_peer(peer: str, package: Package, data: Path, seed: int) -> Run:
+    """A peer library on the package's task, through the package's own features.yaml; test metrics."""
+    if peer not in PEERS:
+        raise SmtError(f"unknown peer {peer!r}; choose from {sorted(PEERS)}")
+    features = package.path / "src" / package.name / "features.yaml"
+    args = [sys.executable, "-m", f"scaffold.peers.{PEERS[peer]}", "--data", str(data), "--features", str(features)]
+    args += ["--seed", str(seed)] + (["--model", peer] if PEERS[peer] == "deepctr" else [])
+    proc = subprocess.run(args, capture_output=True, text=True)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        last = proc.stderr.strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
+        raise SmtError(f"peer {peer} failed on {package.name}: {last[0]} (`pip install -e .[bench]`?)")
+    result = json.loads(lines[-1])
+    return Run(package.name, f"peer {result['peer']}", seed, result["test"], result["train_seconds"], 0, {})
+
+
+# The per-model baseline of issue #4: a plain DNN (concat, plain MLP, one tower) at the template's FLOPs,
+# with its learning rate and MLP shape tuned on this task's valid split alone.
+BASELINE_SHAPES = ([256, 128], [512], [128, 128, 128])
+BASELINE_LRS = (1e-3, 2e-3, 5e-3)
+
+
+def baseline_answers(shape: list[int], flops: int) -> dict:
+    return {
+        "interaction": "concat",
+        "towers": "single",
+        "mlp_block": "plain",
+        "over_arch": shape,
+        "flops_budget": flops,
+    }
+
+
+def tune_baseline(repo: TemplateRepo, package: Package, data: Path, flops: int, on_trial=None) -> tuple[dict, str]:
+    """The (answers, lr) of the grid point with the best mean valid NE (seed 0)."""
+    best = None
+    for shape, lr in itertools.product(BASELINE_SHAPES, BASELINE_LRS):
+        if on_trial:
+            on_trial(shape, lr)
+        with with_answers(repo, package, baseline_answers(shape, flops)) as candidate:
+            run = run_once(candidate, data, 0, [f"lr={lr}"], "tuning")
+        ne = statistics.mean(m["ne"] for m in run.valid.values())
+        if best is None or ne < best[0]:
+            best = (ne, shape, lr)
+    return baseline_answers(best[1], flops), f"lr={best[2]}"
+
+
+@contextlib.contextmanager
+def at_version(package: Package, ref: str) -> Iterator[Package]:
+    """The package as committed at ``ref`` (e.g. the previous template version's sync), in a temp dir."""
+    root = package.git_root
+    commit = _git.resolve(root, ref)
+    if commit is None:
+        raise SmtError(f"unknown git ref {ref!r}; pass a commit or tag of this repository to --previous")
+    with tempfile.TemporaryDirectory(prefix="smt-previous-") as tmp:
+        _git.export_tree(root, commit, Path(tmp), package.git_relpath)
+        path = Path(tmp) / package.git_relpath
+        if not (path / ".copier-answers.yml").is_file():
+            raise SmtError(f"{package.name} does not exist at {ref}; pick a later --previous")
+        yield load_package(path)
+
+
+def plot(summaries: list[Summary], path: Path) -> None:
+    """A PNG of mean test NE (± std over seeds) per package and variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    packages = sorted({s.package for s in summaries})
+    variants = list(dict.fromkeys(s.variant for s in summaries))
+    fig, axes = plt.subplots(1, len(packages), figsize=(4.2 * len(packages), 4.6), squeeze=False)
+    for ax, package in zip(axes[0], packages):
+        rows = [s for s in summaries if s.package == package]
+        names = [s.variant for s in rows]
+        means, stds = zip(*(s.stat("ne") for s in rows))
+        colors = [plt.cm.tab10(variants.index(n) % 10) for n in names]
+        ax.bar(range(len(rows)), means, yerr=stds, color=colors, capsize=3)
+        ax.set_xticks(range(len(rows)), names, rotation=60, ha="right", fontsize=8)
+        low = min(m - s for m, s in zip(means, stds))
+        ax.set_ylim(low - 0.05 * abs(low), max(m + s for m, s in zip(means, stds)) * 1.01)
+        ax.set_title(package, fontsize=10)
+        ax.set_ylabel("test NE (lower is better)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -15,12 +15,16 @@ from ..fleet import discover
 from ..quality import (
     Summary,
     Variant,
+    at_version,
     parse_variant,
+    plot,
     relative_ne_change,
     run_once,
+    run_peer,
     task_dir,
     task_path,
     template_questions,
+    tune_baseline,
     with_answers,
 )
 from ..speed import INTERACTIONS, SpeedSetup, bench_package, bench_peer, make_dataset, render_package
@@ -43,6 +47,10 @@ def register(p) -> None:
         metavar="NAME:key=value,key=value",
         help="a named set of training overrides; 'default' (no overrides) always runs first",
     )
+    q.add_argument("--peers", default="", help="side by side: DeepFM,DCN,WDL (DeepCTR-Torch), LightGBM")
+    q.add_argument("--baseline", action="store_true", help="the per-model baseline: plain DNN at equal FLOPs, tuned")
+    q.add_argument("--previous", metavar="REF", help="also the packages as committed at this git ref")
+    q.add_argument("--plot", help="write a PNG of NE per package and variant here")
     q.add_argument("--out", help="write the runs as JSON here")
     s = sub.add_parser("speed", help="samples/s, peak memory, serving latency on a Criteo-shaped set, vs DeepCTR-Torch")
     s.add_argument("--rows", type=int, default=1_000_000, help="train rows (valid: a tenth)")
@@ -84,10 +92,47 @@ def run(args, console) -> int:
                         summary.runs.append(run)
                 default_flops = default_flops or summary.runs[0].capacity["dense_flops_per_example"]
                 summaries.append(summary)
+            extra = _extra_rows(args, repo, package, data, int(default_flops), status)
+            summaries += extra
     _table(console, summaries)
+    if args.plot:
+        plot(summaries, Path(args.plot))
+        console.print(f"plot: {args.plot}")
     if args.out:
         Path(args.out).write_text(json.dumps([[r.__dict__ for r in s.runs] for s in summaries], indent=2) + "\n")
     return 0
+
+
+def _extra_rows(args, repo, package, data: Path, default_flops: int, status) -> list[Summary]:
+    """The comparisons beside the variants: previous version, tuned per-model baseline, peers."""
+    rows = []
+    if args.previous:
+        summary = Summary(package.name, f"previous ({args.previous})")
+        with at_version(package, args.previous) as old:
+            for seed in range(args.seeds):
+                status.update(f"{package.name} / previous / seed {seed}")
+                summary.runs.append(run_once(old, data, seed, [], summary.variant))
+        rows.append(summary)
+    if args.baseline:
+
+        def trial(shape, lr):
+            status.update(f"{package.name} / tuning baseline {shape} lr={lr}")
+
+        answers, lr = tune_baseline(repo, package, data, default_flops, trial)
+        summary = Summary(package.name, f"baseline DNN {answers['over_arch']} {lr}")
+        with with_answers(repo, package, answers) as candidate:
+            for seed in range(args.seeds):
+                status.update(f"{package.name} / baseline / seed {seed}")
+                summary.runs.append(run_once(candidate, data, seed, [lr], summary.variant))
+        rows.append(summary)
+    for peer in [p for p in args.peers.split(",") if p]:
+        summary = Summary(package.name, peer)
+        for seed in range(args.seeds):
+            status.update(f"{package.name} / {peer} / seed {seed}")
+            summary.runs.append(run_peer(peer, package, data, seed))
+        summary.variant = summary.runs[0].variant
+        rows.append(summary)
+    return rows
 
 
 def _table(console, summaries: list[Summary]) -> None:
@@ -100,7 +145,7 @@ def _table(console, summaries: list[Summary]) -> None:
         auc, _ = s.stat("auc")
         cal, _ = s.stat("calibration")
         seconds = sum(r.train_seconds for r in s.runs) / len(s.runs)
-        flops = s.runs[0].capacity["dense_flops_per_example"]
+        flops = s.runs[0].capacity.get("dense_flops_per_example")
         delta = relative_ne_change(ne, default[s.package])
         table.add_row(
             s.package,
@@ -110,13 +155,20 @@ def _table(console, summaries: list[Summary]) -> None:
             f"{auc:.4f}",
             f"{cal:.3f}",
             f"{seconds:.1f}",
-            f"{flops:,.0f}",
+            f"{flops:,.0f}" if flops else "–",
         )
     console.print(table)
-    variants = sorted({s.variant for s in summaries} - {"default"})
+    variants = sorted({s.variant for s in summaries if not s.variant.startswith("baseline")} - {"default"})
     for v in variants:
         deltas = [relative_ne_change(s.stat("ne")[0], default[s.package]) for s in summaries if s.variant == v]
         console.print(f"{v}: fleet-average relative NE change vs default {sum(deltas) / len(deltas):+.2f}%")
+    baselines = {s.package: s.stat("ne")[0] for s in summaries if s.variant.startswith("baseline")}
+    if baselines:
+        deltas = [relative_ne_change(default[p], ne) for p, ne in baselines.items()]
+        console.print(
+            f"template default vs tuned per-model baselines (equal FLOPs): fleet-average relative NE change "
+            f"{sum(deltas) / len(deltas):+.2f}% (negative = the template is better)"
+        )
 
 
 def _speed(args, console) -> int:

@@ -1,10 +1,16 @@
 """DeepCTR-Torch 0.3.0 on a task directory, with its documented API and defaults (run as a subprocess).
 
-``python -m scaffold.peers.deepctr --data DIR --model DCN|DeepFM|WDL [--setup JSON]`` reads
-``train/valid.parquet`` and ``features.yaml``, encodes them the way DeepCTR's examples do (label-encoded
-sparse ids; dense values log-transformed, missing → 0, min-max scaled on train), trains one epoch with
-``model.fit`` at the setup's batch size, embedding size and MLP sizes, and prints one JSON line: samples/s,
-train seconds, validation NE and model latency at batch 1, 64 and 4096.
+Speed mode (`smt bench speed`): ``python -m scaffold.peers.deepctr --data DIR --model DCN|DeepFM|WDL
+[--setup JSON]`` reads ``train/valid.parquet`` and ``features.yaml``, encodes them the way DeepCTR's examples
+do (label-encoded sparse ids; dense values log-transformed, missing → 0, min-max scaled on train), trains one
+epoch with ``model.fit`` at the setup's batch size, embedding size and MLP sizes, and prints one JSON line:
+samples/s, train seconds, validation NE and model latency at batch 1, 64 and 4096.
+
+Quality mode (`smt bench quality --peers`): add ``--features FEATURES --seed S``. The model keeps its
+constructor defaults (embedding size 4, its own hidden units), trains as DeepCTR's README example does
+(Adam, batch 256, up to 10 epochs) with DeepCTR's ``EarlyStopping`` (patience 2, best weights restored) on
+the valid split, and prints test metrics per event (one model per event; multi-hot lists as
+``VarLenSparseFeat`` mean-pooled).
 """
 
 from __future__ import annotations
@@ -21,15 +27,9 @@ import pyarrow.parquet as pq
 import torch
 import yaml
 
+from .common import normalized_entropy
+
 PEER_VERSION = "0.3.0"
-
-
-def normalized_entropy(labels: np.ndarray, probs: np.ndarray) -> float:
-    """Mean log loss divided by the entropy of the label base rate (He et al. 2014)."""
-    p = np.clip(probs, 1e-7, 1 - 1e-7)
-    logloss = -np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p))
-    rate = float(np.clip(labels.mean(), 1e-7, 1 - 1e-7))
-    return float(logloss / -(rate * np.log(rate) + (1 - rate) * np.log(1 - rate)))
 
 
 def encode(data: Path, schema: dict) -> tuple[dict, dict, np.ndarray, np.ndarray, dict]:
@@ -92,6 +92,45 @@ def latency_ms(model, x: dict, batches=(1, 64, 4096), repeats: int = 20) -> dict
     return result
 
 
+def quality(model_name: str, data: Path, features: Path, seed: int) -> dict:
+    from deepctr_torch.callbacks import EarlyStopping
+    from deepctr_torch.inputs import DenseFeat, SparseFeat, VarLenSparseFeat
+    from deepctr_torch.models import DCN, WDL, DeepFM
+
+    from .common import metrics, read_task
+
+    task = read_task(data, features)
+    columns = [SparseFeat(n, task.vocab_sizes[n]) for n in task.train.sparse]
+    columns += [
+        VarLenSparseFeat(SparseFeat(n, task.vocab_sizes[n]), task.max_lengths[n], combiner="mean")
+        for n in task.train.multi_hot
+    ]
+    columns += [DenseFeat(n, 1) for n in task.train.dense]
+
+    def inputs(split) -> dict:
+        return {**split.sparse, **split.multi_hot, **split.dense}
+
+    started, test = time.perf_counter(), {}
+    for event in task.train.labels:
+        torch.manual_seed(seed)
+        model = {"DCN": DCN, "DeepFM": DeepFM, "WDL": WDL}[model_name](columns, columns, seed=seed)
+        model.compile("adam", "binary_crossentropy", metrics=["binary_crossentropy"])
+        stop = EarlyStopping(monitor="val_binary_crossentropy", patience=2, mode="min", restore_best_weights=True)
+        valid = (inputs(task.valid), task.valid.labels[event])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(
+                inputs(task.train), task.train.labels[event], batch_size=256, epochs=10, verbose=0,
+                validation_data=valid, callbacks=[stop],
+            )  # fmt: skip
+        test[event] = metrics(task.test.labels[event], model.predict(inputs(task.test), batch_size=4096).reshape(-1))
+    return {
+        "test": test,
+        "train_seconds": round(time.perf_counter() - started, 3),
+        "peer": f"DeepCTR-Torch {model_name}",
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True)
@@ -99,7 +138,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--setup", default="{}", help="JSON: batch_size, embedding_dim, mlp, dcn_layers")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=1024)
+    parser.add_argument("--features", help="quality mode: the package's features.yaml; test metrics per event")
     args = parser.parse_args(argv)
+    if args.features:
+        print(json.dumps(quality(args.model, Path(args.data), Path(args.features), args.seed)))
+        return
     setup = {"batch_size": 4096, "embedding_dim": 16, "mlp": [512, 256], "dcn_layers": 2, **json.loads(args.setup)}
     data = Path(args.data)
     schema = yaml.safe_load((data / "features.yaml").read_text())

@@ -1,0 +1,109 @@
+"""What every peer runner shares: reading a task directory by a package's features.yaml, and test metrics.
+
+Encoding follows the peers' own examples rather than the template's preprocessing: sparse values are
+label-encoded on train (0 = unseen or missing), multi-hot lists become padded id lists, dense values are
+log-transformed when the schema says so, missing → 0, then min-max scaled on train.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import yaml
+
+
+@dataclass
+class Split:
+    sparse: dict  # name → (N,) int64 ids, 0 = unseen/missing
+    multi_hot: dict  # name → (N, L) int64 ids, 0 = padding
+    dense: dict  # name → (N,) float64 in [0, 1] on train
+    labels: dict  # event → (N,) float32
+
+
+@dataclass
+class Task:
+    train: Split
+    valid: Split
+    test: Split
+    vocab_sizes: dict  # sparse and multi-hot name → table rows (incl. 0)
+    max_lengths: dict  # multi-hot name → L
+
+
+def read_task(data: Path, features: Path) -> Task:
+    schema = yaml.safe_load(Path(features).read_text())
+    tables = {s: pq.read_table(Path(data) / f"{s}.parquet") for s in ("train", "valid", "test")}
+    splits = {s: Split({}, {}, {}, {}) for s in tables}
+    vocab_sizes, max_lengths = {}, {}
+    for f in schema.get("sparse", []):
+        name = f["name"]
+        values = {s: _strings(t.column(name)) for s, t in tables.items()}
+        vocab = np.unique(values["train"][values["train"] != ""])
+        for s, v in values.items():
+            splits[s].sparse[name] = _lookup(vocab, v)
+        vocab_sizes[name] = len(vocab) + 1
+    for f in schema.get("multi_hot", []):
+        name, length = f["name"], int(f.get("max_length", 8))
+        lists = {
+            s: pc.split_pattern(pc.fill_null(t.column(name), ""), f.get("separator", "|")) for s, t in tables.items()
+        }
+        tokens = np.asarray(pc.list_flatten(lists["train"]).to_numpy(zero_copy_only=False), dtype=str)
+        vocab = np.unique(tokens[tokens != ""])
+        for s, column in lists.items():
+            padded = np.zeros((len(column), length), dtype=np.int64)
+            for row, items in enumerate(column.to_pylist()):
+                ids = _lookup(vocab, np.asarray([i for i in items if i][:length], dtype=str))
+                padded[row, : len(ids)] = ids
+            splits[s].multi_hot[name] = padded
+        vocab_sizes[name], max_lengths[name] = len(vocab) + 1, length
+    for f in schema.get("dense", []):
+        name, log = f["name"], "log" in f.get("transform", "")
+        columns = {}
+        for s, t in tables.items():
+            v = t.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+            v = np.sign(v) * np.log1p(np.abs(v)) if log else v
+            columns[s] = np.nan_to_num(v, nan=0.0)
+        low, high = columns["train"].min(), columns["train"].max()
+        for s, v in columns.items():
+            splits[s].dense[name] = (v - low) / max(high - low, 1e-12)
+    for event in schema["labels"]:
+        for s, t in tables.items():
+            splits[s].labels[event] = t.column(event).to_numpy().astype(np.float32)
+    return Task(splits["train"], splits["valid"], splits["test"], vocab_sizes, max_lengths)
+
+
+def _strings(column) -> np.ndarray:
+    return np.asarray(pc.fill_null(pc.cast(column, "string"), "").to_numpy(zero_copy_only=False), dtype=str)
+
+
+def _lookup(vocab: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """1-based position of each value in the sorted ``vocab``; 0 when absent."""
+    if len(vocab) == 0 or len(values) == 0:
+        return np.zeros(len(values), dtype=np.int64)
+    position = np.searchsorted(vocab, values).clip(0, len(vocab) - 1)
+    return np.where(vocab[position] == values, position + 1, 0).astype(np.int64)
+
+
+def normalized_entropy(labels: np.ndarray, probs: np.ndarray) -> float:
+    """Mean log loss divided by the entropy of the label base rate (He et al. 2014)."""
+    p = np.clip(probs, 1e-7, 1 - 1e-7)
+    logloss = -np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p))
+    rate = float(np.clip(labels.mean(), 1e-7, 1 - 1e-7))
+    return float(logloss / -(rate * np.log(rate) + (1 - rate) * np.log(1 - rate)))
+
+
+def metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
+    """logloss, NE, AUC and calibration (mean prediction / mean label) — the template's metric names."""
+    from sklearn.metrics import roc_auc_score
+
+    p = np.clip(probs, 1e-7, 1 - 1e-7)
+    return {
+        "rows": int(len(labels)),
+        "logloss": float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p))),
+        "ne": normalized_entropy(labels, probs),
+        "auc": float(roc_auc_score(labels, probs)) if 0 < labels.sum() < len(labels) else float("nan"),
+        "calibration": float(probs.mean() / max(labels.mean(), 1e-12)),
+    }
