@@ -162,6 +162,20 @@ BASELINE_SHAPES = ([256, 128], [512], [128, 128, 128])
 BASELINE_LRS = (1e-3, 2e-3, 5e-3)
 
 
+def parse_grid(shapes: str, lrs: str) -> tuple[list[list[int]], list[float]]:
+    """``"256x128,512"`` and ``"1e-3,2e-3"`` → ([[256, 128], [512]], [0.001, 0.002]), or a clear error."""
+    try:
+        parsed_shapes = [[int(n) for n in shape.split("x")] for shape in shapes.split(",") if shape]
+        parsed_lrs = [float(lr) for lr in lrs.split(",") if lr]
+    except ValueError:
+        raise SmtError(
+            f"baseline grid: shapes like 256x128,512 and lrs like 1e-3,2e-3; got {shapes!r} / {lrs!r}"
+        ) from None
+    if not parsed_shapes or not parsed_lrs or any(n < 1 for s in parsed_shapes for n in s):
+        raise SmtError("baseline grid needs at least one shape of positive sizes and one learning rate")
+    return parsed_shapes, parsed_lrs
+
+
 def baseline_answers(shape: list[int], flops: int) -> dict:
     return {
         "interaction": "concat",
@@ -172,10 +186,18 @@ def baseline_answers(shape: list[int], flops: int) -> dict:
     }
 
 
-def tune_baseline(repo: TemplateRepo, package: Package, data: Path, flops: int, on_trial=None) -> tuple[dict, str]:
+def tune_baseline(
+    repo: TemplateRepo,
+    package: Package,
+    data: Path,
+    flops: int,
+    shapes=BASELINE_SHAPES,
+    lrs=BASELINE_LRS,
+    on_trial=None,
+) -> tuple[dict, str]:
     """The (answers, lr) of the grid point with the best mean valid NE (seed 0)."""
     best = None
-    for shape, lr in itertools.product(BASELINE_SHAPES, BASELINE_LRS):
+    for shape, lr in itertools.product(shapes, lrs):
         if on_trial:
             on_trial(shape, lr)
         with with_answers(repo, package, baseline_answers(shape, flops)) as candidate:

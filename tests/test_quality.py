@@ -6,7 +6,7 @@ import pytest
 
 from scaffold import SmtError, TemplateRepo, new_package
 from scaffold.cli import main
-from scaffold.quality import parse_variant, relative_ne_change, template_questions, with_answers
+from scaffold.quality import parse_grid, parse_variant, relative_ne_change, template_questions, with_answers
 
 from .helpers import commit_all
 
@@ -68,3 +68,80 @@ def test_bench_quality_end_to_end_on_synthetic_task_files(template_repo, tmp_pat
     out = capsys.readouterr().out
     assert code == 0, out
     assert "ctr_a" in out and "res" in out and "fleet-average relative NE change" in out
+
+
+def _synthetic_task(package, data):
+    from scaffold import runner
+
+    for split, rows, seed in (("train", 1500, 1), ("valid", 500, 2), ("test", 500, 3)):
+        out = data / f"{split}.parquet"
+        assert (
+            runner.run_cli(package, "synth", "--rows", str(rows), "--out", str(out), "--seed", str(seed)).returncode
+            == 0
+        )
+
+
+def test_peers_read_the_task_by_the_package_schema(template_repo, tmp_path):
+    from scaffold.peers.common import metrics, read_task
+
+    repo = TemplateRepo.find(template_repo)
+    package = new_package(repo, "ctr_a").path
+    _synthetic_task(package, tmp_path)
+    task = read_task(tmp_path, package / "src" / "ctr_a" / "features.yaml")
+    for name, ids in task.train.sparse.items():
+        assert ids.max() < task.vocab_sizes[name] and (ids > 0).mean() > 0.5  # 0 only for missing values
+        assert task.test.sparse[name].max() < task.vocab_sizes[name]
+    for values in task.train.dense.values():
+        assert values.min() == 0.0 and values.max() == 1.0
+    for name, padded in task.train.multi_hot.items():
+        assert padded.shape[1] == task.max_lengths[name] and (padded[:, 0] > 0).any()
+    import numpy as np
+    from sklearn.metrics import log_loss
+
+    labels, probs = np.array([0, 1, 1, 0, 1.0]), np.array([0.2, 0.7, 0.9, 0.4, 0.8])
+    m = metrics(labels, probs)
+    assert m["logloss"] == pytest.approx(log_loss(labels, probs)) and m["calibration"] == pytest.approx(1.0)
+
+
+def test_previous_version_is_the_package_as_committed_at_a_ref(template_repo):
+    from scaffold.fleet import load_package
+    from scaffold.quality import at_version
+
+    repo = TemplateRepo.find(template_repo)
+    package = new_package(repo, "ctr_a")
+    commit_all(template_repo, "fleet")
+    features = package.path / "src" / "ctr_a" / "features.yaml"
+    before = features.read_text()
+    features.write_text(before + "# later\n")
+    commit_all(template_repo, "later")
+    with at_version(load_package(package.path), "HEAD~1") as old:
+        assert old.path != package.path and (old.path / "src" / "ctr_a" / "features.yaml").read_text() == before
+    with pytest.raises(SmtError, match="unknown git ref"):
+        with at_version(load_package(package.path), "no-such-ref"):
+            pass
+
+
+def test_bench_quality_with_previous_version_baseline_lightgbm_and_plot(template_repo, tmp_path, capsys):
+    repo = TemplateRepo.find(template_repo)
+    package = new_package(repo, "ctr_a").path
+    commit_all(template_repo, "fleet")
+    _synthetic_task(package, tmp_path / "data" / "ctr_a")
+    args = ["--repo", str(template_repo), "bench", "quality", "ctr_a", "--data", str(tmp_path / "data"), "--seeds", "1"]
+    args += ["--previous", "HEAD", "--baseline", "--baseline-shapes", "32x32", "--baseline-lrs", "2e-3"]
+    args += ["--peers", "LightGBM", "--plot", str(tmp_path / "ne.png")]
+    code = main([*args, "--out", str(tmp_path / "runs.json")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "previous (HEAD)" in out and "baseline DNN" in out and "peer LightGBM" in out
+    assert "template default vs tuned per-model baselines" in out
+    assert (tmp_path / "ne.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import json
+
+    runs = json.loads((tmp_path / "runs.json").read_text())
+    baseline = next(r for group in runs for r in group if r["variant"].startswith("baseline"))
+    default = next(r for group in runs for r in group if r["variant"] == "default")
+    assert (
+        abs(baseline["capacity"]["dense_flops_per_example"] / default["capacity"]["dense_flops_per_example"] - 1) < 0.02
+    )
+    with pytest.raises(SmtError, match="baseline grid"):
+        parse_grid("256xwide", "1e-3")

@@ -16,6 +16,7 @@ from ..quality import (
     Summary,
     Variant,
     at_version,
+    parse_grid,
     parse_variant,
     plot,
     relative_ne_change,
@@ -49,6 +50,8 @@ def register(p) -> None:
     )
     q.add_argument("--peers", default="", help="side by side: DeepFM,DCN,WDL (DeepCTR-Torch), LightGBM")
     q.add_argument("--baseline", action="store_true", help="the per-model baseline: plain DNN at equal FLOPs, tuned")
+    q.add_argument("--baseline-shapes", default="256x128,512,128x128x128", help="MLP shapes the baseline tries")
+    q.add_argument("--baseline-lrs", default="1e-3,2e-3,5e-3", help="learning rates the baseline tries")
     q.add_argument("--previous", metavar="REF", help="also the packages as committed at this git ref")
     q.add_argument("--plot", help="write a PNG of NE per package and variant here")
     q.add_argument("--out", help="write the runs as JSON here")
@@ -118,7 +121,8 @@ def _extra_rows(args, repo, package, data: Path, default_flops: int, status) -> 
         def trial(shape, lr):
             status.update(f"{package.name} / tuning baseline {shape} lr={lr}")
 
-        answers, lr = tune_baseline(repo, package, data, default_flops, trial)
+        shapes, lrs = parse_grid(args.baseline_shapes, args.baseline_lrs)
+        answers, lr = tune_baseline(repo, package, data, default_flops, shapes, lrs, trial)
         summary = Summary(package.name, f"baseline DNN {answers['over_arch']} {lr}")
         with with_answers(repo, package, answers) as candidate:
             for seed in range(args.seeds):
