@@ -110,6 +110,9 @@ def test_bad_training_options(tmp_path):
         load_config(None, ["lr=0"])
     with pytest.raises(ConfigError, match="key=value"):
         load_config(None, ["lr"])
+    with pytest.raises(ConfigError, match="must be float"):
+        load_config(None, ["lr=fast"])
+    assert load_config(None, ["lr=1e-3"]).lr == 0.001  # YAML 1.1 reads 1e-3 as a string; still a float here
 
 
 def test_checkpoint_from_a_different_schema_is_refused(trained, tiny_schema):

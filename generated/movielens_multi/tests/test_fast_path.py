@@ -37,6 +37,15 @@ def test_row_sparse_adam_equals_sparse_adam():
     opts[1].load_state_dict(opts[0].state_dict())  # same state layout both ways
 
 
+def test_row_sparse_adam_weight_decay_shrinks_only_the_rows_of_the_batch():
+    table = torch.nn.Embedding(10, 4, sparse=True)
+    torch.nn.init.constant_(table.weight, 1.0)
+    opt = RowSparseAdam(table.parameters(), lr=0.1, weight_decay=0.5)
+    (table(torch.tensor([2])) * 0).sum().backward()  # zero loss gradient: only the decay acts
+    opt.step()
+    assert (table.weight[2] < 1.0).all() and torch.equal(table.weight[3], torch.ones(4))
+
+
 def test_fused_table_serves_every_feature_from_its_own_rows():
     arch = SparseArch([3, 5, 2], [], dim=4)
     ids = torch.tensor([[2, 4, 1]])

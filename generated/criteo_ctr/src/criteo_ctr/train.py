@@ -141,7 +141,8 @@ class _Run:
         self.dense_params = dense
         self.dense_opt = torch.optim.AdamW(dense, lr=config.lr, weight_decay=config.weight_decay)
         embedding_opt = RowSparseAdam if sparse_grads else torch.optim.Adam
-        self.sparse_opt = embedding_opt(sparse, lr=config.embedding_lr) if sparse else None
+        decay = {"weight_decay": config.embedding_weight_decay} if config.embedding_weight_decay else {}
+        self.sparse_opt = embedding_opt(sparse, lr=config.embedding_lr, **decay) if sparse else None
         self.lr_scale = lr_scale(config)
         self.forward = model
         if world.enabled:

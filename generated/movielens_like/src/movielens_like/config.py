@@ -22,6 +22,7 @@ class TrainConfig:
     epochs: int = 3  # passes over train
     lr: float = 2e-3  # AdamW peak learning rate of the dense parameters
     embedding_lr: float = 5e-2  # (row-sparse) Adam learning rate of the embedding tables
+    embedding_weight_decay: float = 0.0  # L2 on the embedding rows of each batch (coupled, as in Adam)
     lr_scaling: str = "none"  # none | linear | sqrt: scale both lrs by batch_size / reference_batch_size (or its root)
     reference_batch_size: int = 512  # the batch size at which lr and embedding_lr were tuned
     weight_decay: float = 1e-4  # AdamW decoupled weight decay (dense parameters only)
@@ -82,6 +83,11 @@ def _coerce(key: str, value: object, type_name: str) -> object:
         value = int(value)
     if target is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if target is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     if (isinstance(value, bool) and target is not bool) or not isinstance(value, target):
         raise ConfigError(f"training option {key} must be {type_name}, got {value!r}")
     return value
@@ -106,6 +112,7 @@ def _check(c: TrainConfig) -> None:
         "checkpoint_seconds": c.checkpoint_seconds,
         "max_seconds": c.max_seconds,
         "weight_decay": c.weight_decay,
+        "embedding_weight_decay": c.embedding_weight_decay,
         "patience": c.patience,
         "log_every": c.log_every,
     }

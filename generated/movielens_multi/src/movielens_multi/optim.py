@@ -29,10 +29,17 @@ class RowSparseAdam(torch.optim.Optimizer):
         [1, 3]
     """
 
-    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
-        if lr <= 0 or eps <= 0 or not all(0 <= b < 1 for b in betas):
-            raise ValueError(f"invalid RowSparseAdam settings lr={lr}, betas={betas}, eps={eps}")
-        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps})
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ):
+        if lr <= 0 or eps <= 0 or weight_decay < 0 or not all(0 <= b < 1 for b in betas):
+            raise ValueError(f"invalid RowSparseAdam settings lr={lr}, betas={betas}, eps={eps}, wd={weight_decay}")
+        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -47,10 +54,10 @@ class RowSparseAdam(torch.optim.Optimizer):
                     continue
                 if not param.grad.is_sparse:
                     raise RuntimeError("RowSparseAdam needs sparse gradients; use torch.optim.Adam for dense ones")
-                self._update(param, group["lr"], beta1, beta2, group["eps"])
+                self._update(param, group["lr"], beta1, beta2, group["eps"], group.get("weight_decay", 0.0))
         return loss
 
-    def _update(self, param: torch.Tensor, lr: float, beta1: float, beta2: float, eps: float) -> None:
+    def _update(self, param: torch.Tensor, lr: float, beta1: float, beta2: float, eps: float, decay: float) -> None:
         state = self.state[param]
         if not state:
             state["step"] = torch.tensor(0.0)
@@ -62,6 +69,8 @@ class RowSparseAdam(torch.optim.Optimizer):
         ids, values = grad._indices()[0], grad._values()  # (N,), (N, D) with duplicate ids
         rows, inverse = torch.unique(ids, return_inverse=True)  # (U,), (N,)
         g = values.new_zeros((rows.numel(), *values.shape[1:])).index_add_(0, inverse, values)  # (U, D)
+        if decay:  # L2 on the rows of this batch (lazy, like the moments): g += decay · w
+            g.add_(param.index_select(0, rows), alpha=decay)
         m = state["exp_avg"].index_select(0, rows).lerp_(g, 1 - beta1)  # (U, D)
         v = state["exp_avg_sq"].index_select(0, rows).mul_(beta2).addcmul_(g, g, value=1 - beta2)
         state["exp_avg"].index_copy_(0, rows, m)
