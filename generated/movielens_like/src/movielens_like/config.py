@@ -22,7 +22,7 @@ class TrainConfig:
     epochs: int = 3  # passes over train
     lr: float = 2e-3  # AdamW peak learning rate of the dense parameters
     embedding_lr: float = 5e-2  # (row-sparse) Adam learning rate of the embedding tables
-    embedding_weight_decay: float = 1e-3  # L2 on the embedding rows of each batch (coupled, as in Adam)
+    embedding_weight_decay: float = 0.0  # L2 on the embedding rows of each batch (coupled, as in Adam); try 1e-3
     lr_scaling: str = "none"  # none | linear | sqrt: scale both lrs by batch_size / reference_batch_size (or its root)
     reference_batch_size: int = 512  # the batch size at which lr and embedding_lr were tuned
     weight_decay: float = 1e-4  # AdamW decoupled weight decay (dense parameters only)
