@@ -103,7 +103,6 @@ def profile(package: Path, batch: int, steps: int = 20) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     config = mod["config"].config_from_dict({"batch_size": batch, "device": device})
     run = mod["train"]._Run(config, {}, Path("/tmp/profile-run"), mod["model"].build_model(mod["spec"].SPEC, sizes))
-
     gpu = mod["train"].stage_on_device(data, run.device)
     batches = [gpu.rows(torch.randint(0, len(gpu), (batch,), device=run.device)) for _ in range(steps + 5)]
     for b in batches[:5]:

@@ -28,14 +28,15 @@ class Split:
 class Task:
     train: Split
     valid: Split
-    test: Split
+    test: Split | None
     vocab_sizes: dict  # sparse and multi-hot name → table rows (incl. 0)
     max_lengths: dict  # multi-hot name → L
 
 
-def read_task(data: Path, features: Path) -> Task:
+def read_task(data: Path, features: Path, splits: tuple[str, ...] = ("train", "valid", "test")) -> Task:
+    """The ``splits`` of a task directory (train and valid at least), encoded by ``features``."""
     schema = yaml.safe_load(Path(features).read_text())
-    tables = {s: pq.read_table(Path(data) / f"{s}.parquet") for s in ("train", "valid", "test")}
+    tables = {s: pq.read_table(Path(data) / f"{s}.parquet") for s in splits}
     splits = {s: Split({}, {}, {}, {}) for s in tables}
     vocab_sizes, max_lengths = {}, {}
     for f in schema.get("sparse", []):
@@ -72,7 +73,7 @@ def read_task(data: Path, features: Path) -> Task:
     for event in schema["labels"]:
         for s, t in tables.items():
             splits[s].labels[event] = t.column(event).to_numpy().astype(np.float32)
-    return Task(splits["train"], splits["valid"], splits["test"], vocab_sizes, max_lengths)
+    return Task(splits["train"], splits["valid"], splits.get("test"), vocab_sizes, max_lengths)
 
 
 def _strings(column) -> np.ndarray:

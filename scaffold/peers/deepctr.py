@@ -23,40 +23,12 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 import yaml
 
-from .common import normalized_entropy
+from .common import normalized_entropy, read_task
 
 PEER_VERSION = "0.3.0"
-
-
-def encode(data: Path, schema: dict) -> tuple[dict, dict, np.ndarray, np.ndarray, dict]:
-    """Label-encode sparse columns (vocab of train; unseen → 0) and min-max scale log(1 + dense)."""
-    train, valid = pq.read_table(data / "train.parquet"), pq.read_table(data / "valid.parquet")
-    x_train, x_valid, vocab_sizes = {}, {}, {}
-    for f in schema.get("sparse", []):
-        name = f["name"]
-        a = train.column(name).to_numpy(zero_copy_only=False).astype(str)
-        b = valid.column(name).to_numpy(zero_copy_only=False).astype(str)
-        values, codes = np.unique(a, return_inverse=True)
-        x_train[name] = codes + 1
-        position = np.searchsorted(values, b).clip(0, len(values) - 1)
-        x_valid[name] = np.where(values[position] == b, position + 1, 0)
-        vocab_sizes[name] = len(values) + 1
-    for f in schema.get("dense", []):
-        name = f["name"]
-        columns = []
-        for table in (train, valid):
-            v = table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
-            columns.append(np.nan_to_num(np.sign(v) * np.log1p(np.abs(v)), nan=0.0))
-        low, high = columns[0].min(), columns[0].max()
-        x_train[name], x_valid[name] = ((c - low) / max(high - low, 1e-12) for c in columns)
-    label = schema["labels"][0]
-    y_train = train.column(label).to_numpy().astype(np.float32)
-    y_valid = valid.column(label).to_numpy().astype(np.float32)
-    return x_train, x_valid, y_train, y_valid, vocab_sizes
 
 
 def build(model_name: str, schema: dict, vocab_sizes: dict, setup: dict, seed: int):
@@ -97,7 +69,7 @@ def quality(model_name: str, data: Path, features: Path, seed: int) -> dict:
     from deepctr_torch.inputs import DenseFeat, SparseFeat, VarLenSparseFeat
     from deepctr_torch.models import DCN, WDL, DeepFM
 
-    from .common import metrics, read_task
+    from .common import metrics
 
     task = read_task(data, features)
     columns = [SparseFeat(n, task.vocab_sizes[n]) for n in task.train.sparse]
@@ -146,7 +118,10 @@ def main(argv: list[str] | None = None) -> None:
     setup = {"batch_size": 4096, "embedding_dim": 16, "mlp": [512, 256], "dcn_layers": 2, **json.loads(args.setup)}
     data = Path(args.data)
     schema = yaml.safe_load((data / "features.yaml").read_text())
-    x_train, x_valid, y_train, y_valid, vocab_sizes = encode(data, schema)
+    task = read_task(data, data / "features.yaml", splits=("train", "valid"))
+    x_train, x_valid = ({**split.sparse, **split.dense} for split in (task.train, task.valid))
+    label = schema["labels"][0]
+    y_train, y_valid, vocab_sizes = task.train.labels[label], task.valid.labels[label], task.vocab_sizes
     torch.manual_seed(args.seed)
     model = build(args.model, schema, vocab_sizes, setup, args.seed)
     model.compile("adam", "binary_crossentropy")
