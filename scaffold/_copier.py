@@ -37,9 +37,13 @@ def read_answers(package: Path) -> dict:
     path = package / ANSWERS_FILE
     if not path.is_file():
         raise SmtError(f"{package} has no {ANSWERS_FILE}; it was not rendered by copier (smt new)")
-    answers = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(answers, dict) or "name" not in answers:
-        raise SmtError(f"{path} is malformed; restore it from git (never edit it by hand)")
+    try:
+        answers = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        reason = type(exc).__name__
+        raise SmtError(f"{path} is not readable YAML ({reason}); restore it with `git checkout -- {path}`") from None
+    if not isinstance(answers, dict) or not isinstance(answers.get("name"), str):
+        raise SmtError(f"{path} is malformed (no 'name'); restore it with `git checkout -- {path}`")
     return answers
 
 

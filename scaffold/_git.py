@@ -16,7 +16,8 @@ from .errors import GitError, NotATemplateRepo
 def run(root: Path, *args: str, check: bool = True) -> str:
     proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
     if check and proc.returncode != 0:
-        raise GitError(f"git {' '.join(args)} failed in {root}: {proc.stderr.strip().splitlines()[-1:]}")
+        last = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+        raise GitError(f"git {' '.join(args[:2])} failed in {root}: {last}")
     return proc.stdout
 
 
@@ -126,14 +127,39 @@ def unmerged_paths(root: Path) -> list[str]:
     return sorted({line.split("\t", 1)[1] for line in run(root, "ls-files", "-u").splitlines() if "\t" in line})
 
 
-def stage(root: Path, path: str) -> None:
-    run(root, "add", "-A", "--", path)
+def check_index_unlocked(root: Path) -> None:
+    """Raise when ``.git/index.lock`` exists: a git command is running, or a crashed one left its lock behind."""
+    lock = git_path(root, "index.lock")
+    if lock.exists():
+        raise GitError(
+            f"{lock} exists: another git command is running in {root}, or a crashed one left it; "
+            "if no git command is running, delete that file and rerun"
+        )
 
 
-def restore_from_index(root: Path, path: str) -> None:
-    """Put ``path`` back exactly as the index has it: tracked files restored, new untracked files removed."""
-    run(root, "checkout", "--", path, check=False)
-    run(root, "clean", "-fdq", "--", path)
+def stage(root: Path, paths: list[str]) -> None:
+    """``git add -A`` of exactly ``paths`` (deleted ones included); checked, never partial (git locks the index)."""
+    check_index_unlocked(root)
+    for start in range(0, len(paths), 500):
+        run(root, "add", "-A", "--", *paths[start : start + 500])
+
+
+def index_blobs(root: Path, paths: list[str]) -> dict[str, str]:
+    """The blob id the index holds for each of ``paths`` (absent paths are left out)."""
+    out = run(root, "ls-files", "-s", "-z", "--", *paths) if paths else ""
+    blobs = {}
+    for entry in out.split("\0"):
+        if "\t" in entry:
+            info, path = entry.split("\t", 1)
+            blobs[path] = info.split()[1]
+    return blobs
+
+
+def blob_ids(root: Path, files: list[Path]) -> list[str]:
+    """The blob id ``git add`` would give each file (``git hash-object``, filters applied; nothing written)."""
+    if not files:
+        return []
+    return run(root, "hash-object", "--", *map(str, files)).split()
 
 
 def git_path(root: Path, name: str) -> Path:

@@ -10,8 +10,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import _git
-from .fleet import Package, discover
+from . import _git, journal
+from .errors import SmtError
+from .fleet import Package, discover, git_roots
 from .status import compare_to_render, render_answers
 from .template import TemplateRepo, model_owned_patterns
 from .versions import foreign_version_tags
@@ -28,13 +29,32 @@ class Problem:
 def check_fleet(repo: TemplateRepo, fleet_file: Path | None = None) -> list[Problem]:
     problems = [Problem("", f"unmerged file {p}") for p in _git.unmerged_paths(repo.root)]
     problems += [Problem("", f"tag {t!r} parses as a template version; rename it") for t in foreign_version_tags(repo)]
+    problems += _pending_recoveries(git_roots(repo, fleet_file))
     packages = discover(repo, fleet_file=fleet_file)
     if not packages:
         return problems
     target = repo.resolve(repo.default_ref())
     with repo.snapshot(target) as target_dir:
         for package in packages:
-            problems += _check_package(repo, package, target, target_dir)
+            if package.problem:
+                problems.append(Problem(package.name, package.problem))
+            else:
+                problems += _check_package(repo, package, target, target_dir)
+    return problems
+
+
+def _pending_recoveries(roots: list[Path]) -> list[Problem]:
+    """A sync that was killed mid-write leaves a journal: the package it names may be half-updated."""
+    problems = []
+    for root in roots:
+        try:
+            tx = journal.pending(root)
+        except SmtError as exc:
+            problems.append(Problem("", str(exc)))
+            continue
+        if tx is not None:
+            what = "a killed sync left this package half-updated; run `smt recover` (or `smt sync`) to finish it"
+            problems.append(Problem(str(tx.package_dir), what))
     return problems
 
 

@@ -20,10 +20,11 @@ class Package:
 
     path: Path
     answers: dict
+    problem: str = ""  # why the package cannot be read (e.g. a corrupt answers file); "" when it can
 
     @property
     def name(self) -> str:
-        return self.answers["name"]
+        return self.answers.get("name") or self.path.name
 
     @property
     def version(self) -> str | None:
@@ -45,17 +46,32 @@ class Package:
 
 
 def load_package(path: Path) -> Package:
-    return Package(path=path, answers=read_answers(path))
+    """The package at ``path``; one whose answers cannot be read carries the reason in ``problem``."""
+    try:
+        return Package(path=path, answers=read_answers(path))
+    except SmtError as exc:
+        return Package(path=path, answers={}, problem=str(exc))
+
+
+def package_dirs(repo: TemplateRepo, fleet_file: Path | None = None) -> list[Path]:
+    """The fleet's package directories (``generated/*``, or those a fleet file lists), without reading them."""
+    if fleet_file is not None:
+        return _listed(Path(fleet_file))
+    root = repo.fleet_dir
+    return sorted(p for p in root.iterdir() if p.is_dir() and is_package(p)) if root.is_dir() else []
+
+
+def git_roots(repo: TemplateRepo, fleet_file: Path | None = None) -> list[Path]:
+    """Every git repository that holds a package of the fleet, the template repository first."""
+    roots = [repo.root]
+    if fleet_file is not None:
+        roots += sorted({_git.toplevel(p) for p in package_dirs(repo, fleet_file)} - {repo.root})
+    return roots
 
 
 def discover(repo: TemplateRepo, names: list[str] | None = None, fleet_file: Path | None = None) -> list[Package]:
     """Packages under ``generated/``, or those a fleet file lists; sorted by name, optionally only ``names``."""
-    if fleet_file is not None:
-        found = _listed(Path(fleet_file))
-    else:
-        root = repo.fleet_dir
-        found = sorted(p for p in root.iterdir() if p.is_dir() and is_package(p)) if root.is_dir() else []
-    packages = sorted((load_package(p) for p in found), key=lambda p: p.name)
+    packages = sorted((load_package(p) for p in package_dirs(repo, fleet_file)), key=lambda p: p.name)
     if names:
         known = {p.name for p in packages}
         unknown = [n for n in names if n not in known]

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
-import yaml
 from packaging.version import InvalidVersion, Version
 
 from .errors import SmtError
+from .template import template_config
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,7 @@ class Migration:
 
 def applicable(template_dir: Path, answers: dict, version_from: str, version_to: str) -> list[Migration]:
     """The ``before`` migrations of the target template for an update ``version_from`` → ``version_to``."""
-    config = yaml.safe_load((template_dir / "copier.yml").read_text()) or {}
-    entries = config.get("_migrations") or []
+    entries = template_config(template_dir).get("_migrations") or []
     try:
         old, new = Version(version_from), Version(version_to)
     except InvalidVersion:

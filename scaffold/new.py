@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import time
@@ -12,7 +13,8 @@ import yaml
 
 from . import _copier
 from .errors import PackageExists, SmtError, TemplateDirty
-from .template import TemplateRepo
+from .lock import fleet_lock
+from .template import TemplateRepo, check_answer_keys
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ def new_package(
     if dest.exists() and any(dest.iterdir()):
         raise PackageExists(f"{dest} already exists; pick another name or --dest, or delete it first")
     feature_text = _read_features(features) if features else None
+    check_answer_keys(repo.root, data or {}, "--data")
     answers = {**(data or {}), "name": name}
     if from_working_tree:
         ref = None
@@ -55,7 +58,16 @@ def new_package(
                 "since a package records the template commit it was rendered from"
             )
         ref = repo.default_ref()
+    in_fleet = dest.is_relative_to(repo.fleet_dir.resolve())
+    with fleet_lock(repo.root, f"smt new {name}") if in_fleet else contextlib.nullcontext():
+        _render_into(repo, dest, answers, ref, from_working_tree, feature_text, features)
+    return NewPackage(dest, _copier.read_answers(dest), ref, time.perf_counter() - started)
+
+
+def _render_into(repo, dest: Path, answers: dict, ref, from_working_tree: bool, feature_text, features) -> None:
+    """Render into a staging directory beside ``dest``, then rename it into place (atomic)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
+    name = answers["name"]
     staging = Path(tempfile.mkdtemp(prefix=f".smt-new-{name}-", dir=dest.parent))
     try:
         if from_working_tree:
@@ -72,7 +84,6 @@ def new_package(
         staging.rename(dest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return NewPackage(dest, _copier.read_answers(dest), ref, time.perf_counter() - started)
 
 
 def _read_features(path: Path) -> str:

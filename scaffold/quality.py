@@ -25,7 +25,7 @@ from .datasets.tasks import ALIASES
 from .errors import SmtError
 from .fleet import Package, load_package
 from .status import render_answers
-from .template import TemplateRepo, is_model_owned, model_owned_patterns
+from .template import TemplateRepo, is_model_owned, model_owned_patterns, questions
 
 
 @dataclass
@@ -114,8 +114,7 @@ def parse_variant(spec: str, questions: set[str]) -> Variant:
 
 
 def template_questions(repo: TemplateRepo) -> set[str]:
-    config = yaml.safe_load((repo.root / "copier.yml").read_text())
-    return {k for k in config if not k.startswith("_")}
+    return set(questions(repo.root))
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ from . import _copier, _git
 from .fleet import Package, discover
 from .template import TemplateRepo, is_model_owned, model_owned_patterns
 
-UP_TO_DATE, BEHIND, UNKNOWN = "up to date", "behind", "unknown version"
+UP_TO_DATE, BEHIND, UNKNOWN, BROKEN = "up to date", "behind", "unknown version", "unreadable"
 
 
 @dataclass(frozen=True)
@@ -64,10 +64,10 @@ def fleet_status(
     """Status of every package (or of ``names``); renders each recorded template version once."""
     packages = discover(repo, names, fleet_file)
     by_commit: dict[str | None, list[Package]] = {}
-    for package in packages:
+    statuses = [_broken(repo, p) for p in packages if p.problem]
+    for package in (p for p in packages if not p.problem):
         commit = repo.resolve(package.version) if package.version else None
         by_commit.setdefault(commit, []).append(package)
-    statuses = []
     for commit, group in by_commit.items():
         if commit is None:
             statuses += [_unknown(repo, p) for p in group]
@@ -90,6 +90,11 @@ def _status(repo: TemplateRepo, package: Package, commit: str, template_dir: Pat
         answers=package.questions,
         drift=drift,
     )
+
+
+def _broken(repo: TemplateRepo, package: Package) -> PackageStatus:
+    shown = _shown(repo, package)
+    return PackageStatus(package.name, shown, None, BROKEN, _is_dirty(repo, package), {}, note=package.problem)
 
 
 def _unknown(repo: TemplateRepo, package: Package) -> PackageStatus:

@@ -3,17 +3,21 @@
 Per package: render its answers at its recorded version (base) and at the target (theirs) from plain
 snapshots of the template (``git archive``, once per version per sync; no clone of the repository), plan a
 3-way merge file by file (merge.py), and only then write. A conflict writes nothing. An applied update is
-checked by the package's own fast tests; a failure restores the package from the git index. A journal in
-.git/ names the package being written, so a killed sync is rolled back and finished by the next run.
-Planning runs in parallel worker processes; writing is sequential, so the git index is never raced.
+checked by the package's own fast tests; a failure puts the old files back. Every write is a transaction
+(journal.py): a killed sync is rolled back by the next run, which never touches a file the sync did not
+write, and then brings the package to the target in the same run. One sync at a time holds the fleet lock
+(lock.py). Planning runs in parallel worker processes that die with their parent; writing is sequential, so
+the git index is never raced.
 """
 
 from __future__ import annotations
 
-import json
+import ctypes
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -23,17 +27,17 @@ from pathlib import Path
 
 import yaml
 
-from . import _copier, _git, migrations, runner
+from . import _copier, _faults, _git, journal, migrations, runner
 from .errors import InvalidAnswers, SmtError, TemplateDirty
-from .fleet import Package, discover
+from .fleet import Package, discover, git_roots
+from .lock import fleet_lock
 from .merge import Conflict, MergePlan, plan_update
 from .status import render_answers
-from .template import TemplateRepo, model_owned_patterns
+from .template import TemplateRepo, check_answer_keys, model_owned_patterns
 
 UPDATED, UP_TO_DATE, WOULD_UPDATE = "updated", "up to date", "would update"
 CONFLICT, FAILED, REFUSED = "conflict", "failed", "refused"
 REACHED = {UPDATED, UP_TO_DATE}
-JOURNAL = "smt-sync.json"
 CACHES = ("__pycache__", ".pytest_cache")
 
 
@@ -92,31 +96,56 @@ def sync_fleet(
 ) -> list[SyncResult]:
     """Sync ``names`` (default: the whole fleet) to ``to`` (default: the latest release, else HEAD).
 
-    ``trust`` lets the template's ``_migrations`` run their commands (as ``copier update --trust``).
+    Holds the fleet lock throughout; first finishes what a killed sync left (never in a dry run), and only
+    then reads the packages. ``trust`` lets the template's ``_migrations`` run their commands (as
+    ``copier update --trust``).
     """
-    packages = discover(repo, names, fleet_file)
-    recover(repo, packages)
-    target_sha, target_version = _target(repo, to)
-    _preflight(repo, packages)
-    results: dict[str, SyncResult] = {}
-    todo: list[tuple[Package, str]] = []
-    for package in packages:
-        early = _triage(repo, package, target_sha, target_version, overrides or {})
-        if early is None:
-            todo.append((package, repo.resolve(package.version)))
-        else:
-            results[package.name] = early
-            on_result and on_result(early)
-    with ExitStack() as stack:
-        snapshots = {sha: stack.enter_context(repo.snapshot(sha)) for sha in {target_sha, *(s for _, s in todo)}}
-        planned = [
-            _job(p, overrides or {}, snapshots[sha], snapshots[target_sha], target_version, trust) for p, sha in todo
-        ]
-        for outcome in _plan_all(planned, jobs):
-            result = _finish(outcome, dry_run, run_tests)
-            results[result.name] = result
-            on_result and on_result(result)
-    return [results[p.name] for p in packages]
+    with fleet_lock(repo.root, "smt sync"):
+        roots = git_roots(repo, fleet_file)
+        open_tx = [tx for tx in map(journal.pending, roots) if tx] if dry_run else []
+        if not dry_run:
+            recover_fleet(roots)
+        packages = discover(repo, names, fleet_file)
+        target_sha, target_version = _target(repo, to)
+        _preflight(repo, packages)
+        results: dict[str, SyncResult] = {}
+        todo: list[tuple[Package, str]] = []
+        for package in packages:
+            early = _pending_in_dry_run(package, open_tx, target_version) or _triage(
+                repo, package, target_sha, target_version, overrides or {}
+            )
+            if early is None:
+                todo.append((package, repo.resolve(package.version)))
+            else:
+                results[package.name] = early
+                on_result and on_result(early)
+        with ExitStack() as stack:
+            shas = {target_sha, *(s for _, s in todo)}
+            snapshots = {sha: stack.enter_context(repo.snapshot(sha)) for sha in shas}
+            check_answer_keys(snapshots[target_sha], overrides or {}, "--set")
+            planned = [
+                _job(p, overrides or {}, snapshots[sha], snapshots[target_sha], target_version, trust)
+                for p, sha in todo
+            ]
+            for outcome in _plan_all(planned, jobs):
+                result = _finish(outcome, dry_run, run_tests)
+                results[result.name] = result
+                on_result and on_result(result)
+        return [results[p.name] for p in packages]
+
+
+def recover_fleet(roots: list[Path], force: bool = False) -> list[journal.Recovered]:
+    """Finish what killed syncs left in each repository (journal.py); what was done, per repository."""
+    return [done for done in (journal.recover(root, force) for root in roots) if done is not None]
+
+
+def _pending_in_dry_run(package: Package, open_tx: list[journal.Pending], version: str) -> SyncResult | None:
+    """In a dry run, a package that a killed sync left half-updated is reported, not planned."""
+    for tx in open_tx:
+        if tx.package_dir.resolve() == package.path.resolve():
+            reason = "a killed sync left this package half-updated; run `smt recover` (or `smt sync`) first"
+            return SyncResult(package.name, package.version, version, REFUSED, reason=reason)
+    return None
 
 
 def _job(package: Package, overrides: dict, base: Path, target: Path, version: str, trust: bool) -> _Job:
@@ -160,6 +189,9 @@ def _preflight(repo: TemplateRepo, packages: list[Package]) -> None:
 def _triage(repo, package: Package, target_sha: str, target_version: str, overrides: dict) -> SyncResult | None:
     """A result for packages that need no planning (up to date, unknown or newer version, dirty), else None."""
     base = SyncResult(package.name, package.version, target_version, UP_TO_DATE)
+    if package.problem:
+        base.result, base.reason = FAILED, package.problem
+        return base
     sha = repo.resolve(package.version) if package.version else None
     changes_answers = any(package.answers.get(k) != v for k, v in overrides.items())
     if sha is None:
@@ -180,10 +212,38 @@ def _triage(repo, package: Package, target_sha: str, target_version: str, overri
 def _plan_all(jobs_list: list[_Job], jobs: int | None):
     workers = max(1, min(jobs or os.cpu_count() or 1, len(jobs_list)))
     if workers == 1:
-        yield from map(_plan_one, jobs_list)
+        for k, job in enumerate(jobs_list, start=1):
+            yield _plan_one(job)
+            _faults.point(f"sync:planned:{k}")
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(_plan_one, jobs_list)
+    with ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
+        for k, planned in enumerate(pool.map(_plan_one, jobs_list), start=1):
+            yield planned
+            _faults.point(f"sync:planned:{k}")
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: exit as soon as the sync that started this worker is gone (even by kill -9).
+
+    Linux delivers SIGKILL on the parent's death (prctl PR_SET_PDEATHSIG); elsewhere, and as a second guard,
+    a thread notices the worker being re-parented.
+    """
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before the guard was in place
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="smt-parent-watch").start()
 
 
 def _plan_one(job: _Job) -> _Planned:
@@ -264,26 +324,30 @@ def _finish(planned: _Planned, dry_run: bool, run_tests: bool) -> SyncResult:
 
 
 def _apply(job: _Job, plan: MergePlan, run_tests: bool) -> str:
-    """Write the plan, check the package, stage it; on any failure restore it from the index. '' = success."""
-    package, root, rel = job.path, job.git_root, job.git_rel
-    journal = _git.git_path(root, JOURNAL)
-    journal.write_text(json.dumps({"package": rel}))
+    """Write the plan as a transaction, check the package, stage exactly the files it changed; on any failure
+    put the old files back. '' = success, else the reason."""
+    root, rel = job.git_root, job.git_rel
     try:
-        for path in plan.deletes:
-            (package / path).unlink()
-        for path, data in plan.writes.items():
-            (package / path).parent.mkdir(parents=True, exist_ok=True)
-            (package / path).write_bytes(data)
-        failure = _check_package(package) if run_tests else ""
-        if failure:
-            _git.restore_from_index(root, rel)
-        else:
-            _git.stage(root, rel)
+        _git.check_index_unlocked(root)  # staging would fail at the end: refuse before writing anything
+        tx = journal.Transaction.begin(root, rel, plan.writes, plan.deletes)
+    except SmtError as exc:
+        return f"{exc}; package left as it was"
+    try:
+        tx.write(plan.writes, plan.deletes)
+        failure = _check_package(job.path) if run_tests else ""
+        _faults.point("sync:tested")
+        if not failure:
+            _git.stage(root, [path if rel == "." else f"{rel}/{path}" for path in plan.changed])
+            _faults.point("sync:staged")
+    except SmtError as exc:
+        failure = f"{exc}; package left as it was"
     except BaseException:
-        _git.restore_from_index(root, rel)
-        journal.unlink(missing_ok=True)
+        tx.rollback()
         raise
-    journal.unlink(missing_ok=True)
+    if failure:
+        tx.rollback()
+    else:
+        tx.close()
     return failure
 
 
@@ -294,16 +358,3 @@ def _check_package(package: Path) -> str:
         return ""
     last = [line for line in proc.stdout.splitlines() if line.strip()][-1:] or [f"exit {proc.returncode}"]
     return f"the package's tests fail after the update ({last[0]}); package left as it was"
-
-
-def recover(repo: TemplateRepo, packages: list[Package] = ()) -> list[str]:
-    """Roll back the package a killed sync was writing, in every repository of the fleet; return their paths."""
-    recovered = []
-    for root in sorted({repo.root, *(p.git_root for p in packages)}):
-        journal = _git.git_path(root, JOURNAL)
-        if journal.is_file():
-            rel = json.loads(journal.read_text())["package"]
-            _git.restore_from_index(root, rel)
-            journal.unlink()
-            recovered.append(str(root / rel))
-    return recovered

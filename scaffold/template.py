@@ -15,7 +15,7 @@ import jinja2
 import yaml
 
 from . import _git
-from .errors import NotATemplateRepo
+from .errors import InvalidAnswers, NotATemplateRepo
 
 TEMPLATE_PATHS = ("copier.yml", "template_repo")
 FLEET_DIR = "generated"
@@ -58,7 +58,7 @@ class TemplateRepo:
 
     @cached_property
     def _excluded_pathspecs(self) -> list[str]:
-        config = yaml.safe_load((self.root / "copier.yml").read_text()) or {}
+        config = template_config(self.root)
         specs = []
         for pattern in config.get("_exclude") or []:
             if "{" in pattern:  # templated per package: cannot be decided for every package at once
@@ -86,9 +86,29 @@ def _ignored(directory: str, names: list[str]) -> list[str]:
     return [n for n in names if n in ("__pycache__", ".pytest_cache") or n.endswith(".pyc")]
 
 
+def template_config(template_dir: Path) -> dict:
+    """``copier.yml`` of a template checkout or snapshot, parsed: the one reader of that file in smt."""
+    return yaml.safe_load((Path(template_dir) / "copier.yml").read_text()) or {}
+
+
+def questions(template_dir: Path) -> dict:
+    """The template's questions (copier.yml keys without a leading underscore) and their settings."""
+    return {k: v for k, v in template_config(template_dir).items() if not k.startswith("_")}
+
+
+def check_answer_keys(template_dir: Path, keys, flag: str) -> None:
+    """Refuse answers to questions the template does not ask (copier would ignore them silently)."""
+    known = questions(template_dir)
+    unknown = sorted(set(keys) - set(known))
+    if unknown:
+        raise InvalidAnswers(
+            f"{flag} {', '.join(unknown)}: the template has no such question; known: {', '.join(sorted(known))}"
+        )
+
+
 def model_owned_patterns(template_dir: Path, answers: dict) -> list[str]:
     """The package's model-owned paths: copier.yml's ``_skip_if_exists`` rendered with its answers."""
-    config = yaml.safe_load((template_dir / "copier.yml").read_text())
+    config = template_config(template_dir)
     env = jinja2.Environment(undefined=jinja2.StrictUndefined)
     return [env.from_string(p).render(**answers) for p in config.get("_skip_if_exists", [])]
 

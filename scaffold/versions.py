@@ -10,6 +10,7 @@ from packaging.version import InvalidVersion, Version
 from . import _git
 from ._git import RELEASE_TAG
 from .errors import SmtError, TemplateDirty
+from .lock import fleet_lock
 from .template import TemplateRepo
 
 CHANGELOG = "template_repo/CHANGELOG.md"
@@ -30,6 +31,11 @@ def foreign_version_tags(repo: TemplateRepo) -> list[str]:
 
 def release(repo: TemplateRepo, version: str) -> str:
     """Tag HEAD as template release ``version`` (e.g. ``v0.2.0``) after checking it can be one."""
+    with fleet_lock(repo.root, f"smt release {version}"):
+        return _release(repo, version)
+
+
+def _release(repo: TemplateRepo, version: str) -> str:
     if not RELEASE_TAG.match(version):
         raise SmtError(f"release {version!r} must look like v1.2.3 (a v prefix and up to three numbers)")
     foreign = foreign_version_tags(repo)

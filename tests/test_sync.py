@@ -11,7 +11,6 @@ import yaml
 
 from scaffold import TemplateRepo, fleet_status, new_package, sync_fleet
 from scaffold.cli import main
-from scaffold.sync import JOURNAL
 
 from .helpers import BIN, commit_all, git, make_template_repo, run_tool, tree_files
 
@@ -229,22 +228,6 @@ def test_failing_post_update_tests_leave_the_package_as_it_was(fleet_repo):
     assert result.result == "failed" and "tests fail" in result.reason
     assert tree_files(fleet_repo / "generated" / "ctr_a") == before
     assert git(fleet_repo, "status", "--porcelain", "--", "generated") == ""
-
-
-def test_a_killed_sync_is_rolled_back_and_finished_by_the_next_run(fleet_repo, tmp_path):
-    _change_metrics_default(fleet_repo)
-    _release(fleet_repo, "v2")
-    twin = tmp_path / "twin"
-    shutil.copytree(fleet_repo, twin)
-    # The state a SIGKILL in the middle of writing ctr_b leaves: the journal, a half-written and a deleted file.
-    (fleet_repo / "generated/ctr_b/src/ctr_b/metrics.py").write_text("half-writ")
-    (fleet_repo / "generated/ctr_b/src/ctr_b/loss.py").unlink()
-    (fleet_repo / "generated/ctr_b/src/ctr_b/new_file.py").write_text("x = 1\n")
-    (fleet_repo / ".git" / JOURNAL).write_text(json.dumps({"package": "generated/ctr_b"}))
-    assert {r.result for r in sync_fleet(TemplateRepo.find(fleet_repo), run_tests=False)} == {"updated"}
-    assert not (fleet_repo / ".git" / JOURNAL).exists()
-    sync_fleet(TemplateRepo.find(twin), run_tests=False)
-    assert tree_files(fleet_repo / "generated") == tree_files(twin / "generated")
 
 
 def test_sigkill_at_any_moment_then_rerun_completes(fleet_repo, tmp_path):

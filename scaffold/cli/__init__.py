@@ -8,12 +8,13 @@ import sys
 from rich.console import Console
 
 from ..errors import SmtError
-from . import bench, check, data, demo, new, release, status, sync
+from . import bench, check, data, demo, new, recover, release, status, sync
 
 COMMANDS = {
     "new": new,
     "status": status,
     "sync": sync,
+    "recover": recover,
     "check": check,
     "release": release,
     "data": data,

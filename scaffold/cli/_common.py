@@ -14,17 +14,17 @@ def repo_of(args) -> TemplateRepo:
     return TemplateRepo.find(Path(args.repo) if args.repo else None)
 
 
-def parse_data(items: list[str]) -> dict:
+def parse_data(items: list[str], flag: str = "--data") -> dict:
     """``KEY=VALUE`` pairs; values are YAML (``events=[click, buy]``, ``embedding_dim=32``)."""
     data = {}
     for item in items:
         key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise SmtError(f"--data {item!r} must look like KEY=VALUE, e.g. --data embedding_dim=32")
+        if not sep or not key.strip():
+            raise SmtError(f"{flag} {item!r} must look like KEY=VALUE, e.g. {flag} embedding_dim=32")
         try:
             data[key.strip()] = yaml.safe_load(raw)
         except yaml.YAMLError:
-            raise SmtError(f"--data {item!r}: the value is not valid YAML") from None
+            raise SmtError(f"{flag} {item!r}: the value is not valid YAML (quote it, e.g. '[1, 2]')") from None
     return data
 
 

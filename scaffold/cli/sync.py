@@ -27,7 +27,7 @@ def register(p) -> None:
 
 def run(args, console) -> int:
     repo = repo_of(args)
-    overrides = parse_data(args.set)
+    overrides = parse_data(args.set, "--set")
     total = len(discover(repo, args.names or None, fleet_of(args)))
     columns = (TextColumn("sync"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"))
     with Progress(*columns, TimeElapsedColumn(), console=console, transient=True, disable=args.json) as bar:
