@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from sklearn.metrics import log_loss, roc_auc_score
@@ -36,6 +38,7 @@ def test_calibration_is_mean_prediction_over_mean_label(random_predictions):
     assert calibration(labels, probs) == pytest.approx(probs.mean() / labels.mean())
 
 
-def test_single_class_auc_is_nan_not_an_error():
+def test_metrics_a_single_class_cannot_define_are_null_not_nan():
     metrics = event_metrics(np.zeros(10), np.full(10, 0.1))
-    assert np.isnan(metrics["auc"]) and np.isnan(metrics["calibration"])
+    assert metrics["auc"] is None and metrics["calibration"] is None and metrics["ne"] is None
+    assert json.loads(json.dumps(metrics))["logloss"] == pytest.approx(metrics["logloss"])  # valid JSON

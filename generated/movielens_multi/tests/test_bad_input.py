@@ -10,10 +10,10 @@ from movielens_multi.checkpoint import load_trained
 from movielens_multi.cli import main
 from movielens_multi.config import config_from_dict, load_config
 from movielens_multi.data import read_table
-from movielens_multi.errors import CheckpointError, ConfigError, DataError, SchemaError
+from movielens_multi.errors import CheckpointError, ConfigError, DataError, ModelError, SchemaError
 from movielens_multi.schema import load_schema, schema_from_dict
 from movielens_multi.spec import SPEC
-from movielens_multi.train import train
+from movielens_multi.train import Interrupted, train
 
 LABELS = list(SPEC.events)
 
@@ -145,3 +145,73 @@ def test_cli_prints_one_line_and_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("error: ") and "\n" not in err
     assert not (tmp_path / "x.parquet").exists()
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf")])
+def test_a_non_finite_dense_value_is_an_error_not_a_nan_model(tmp_path, schema, value):
+    columns = {**_good(), "x": [1.0, value, 2.0, 3.0]}
+    with pytest.raises(DataError, match=r"non-finite value -?inf \(row 1\)"):
+        read_table(_write(tmp_path, columns), schema)
+    path = tmp_path / "data.csv"
+    path.write_text(",".join([*LABELS, "s", "x"]) + "\n" + ",".join(["1"] * len(LABELS) + ["a", "inf"]) + "\n")
+    with pytest.raises(DataError, match="non-finite"):
+        read_table(path, schema)
+
+
+def test_nan_and_empty_dense_cells_are_missing_values(tmp_path, schema):
+    columns = {**_good(), "x": [1.0, float("nan"), None, 3.0]}
+    assert read_table(_write(tmp_path, columns), schema).num_rows == 4
+
+
+@pytest.mark.parametrize("rows", [1, 4])
+def test_a_valid_split_without_both_classes_is_refused(tmp_path, schema, rows):
+    train_file = _write(tmp_path, _good(8), "train.parquet")
+    one_class = {**{e: [0] * rows for e in LABELS}, "s": ["a"] * rows, "x": [1.0] * rows}
+    valid_file = _write(tmp_path, one_class, "valid.parquet")
+    with pytest.raises(DataError, match="no positive label .* both classes"):
+        train(train_file, valid_file, tmp_path / "run", config_from_dict({}), schema, show_progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_resuming_with_another_train_file_is_refused(tmp_path, tiny_schema, tiny_files):
+    run = tmp_path / "run"
+    config = config_from_dict({"epochs": 2, "batch_size": 256, "warmup_steps": 2})
+    with pytest.raises(Interrupted):
+        train(*tiny_files, run, config, tiny_schema, show_progress=False, stop_after=2)
+    other = tmp_path / "other.parquet"
+    pq.write_table(pq.read_table(tiny_files[0]).slice(0, 2000), other)
+    before = (run / "last.pt").read_bytes()
+    with pytest.raises(ConfigError, match="not the one this run started with"):
+        train(other, tiny_files[1], run, config, tiny_schema, resume=True, show_progress=False)
+    assert (run / "last.pt").read_bytes() == before
+
+
+def test_out_that_is_a_file_and_bad_override_yaml_are_one_line_errors(tmp_path, tiny_schema, tiny_files, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("not a directory\n")
+    with pytest.raises(ConfigError, match="is a file"):
+        train(*tiny_files, taken, config_from_dict({}), tiny_schema, show_progress=False)
+    assert taken.read_text() == "not a directory\n"
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(None, ["lr=[0.1"])
+    args = ["train", "--train", str(tiny_files[0]), "--valid", str(tiny_files[1]), "--out", str(tmp_path / "r")]
+    assert main([*args, "lr=[0.1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and not (tmp_path / "r").exists()
+
+
+def test_export_to_a_directory_is_refused_and_a_failed_export_keeps_the_old_artifact(
+    trained, tiny_schema, tmp_path, monkeypatch
+):
+    from movielens_multi import export as export_module
+
+    run, _ = trained
+    with pytest.raises(ModelError, match="is a directory"):
+        export_module.export(run, tmp_path, tiny_schema, latency_batches=(1,), repeats=1)
+    artifact = tmp_path / "model.pt2"
+    export_module.export(run, artifact, tiny_schema, latency_batches=(1,), repeats=1)
+    good = artifact.read_bytes()
+    monkeypatch.setattr(export_module, "PARITY_TOLERANCE", -1.0)  # every parity check now fails
+    with pytest.raises(ModelError, match="differs from eager"):
+        export_module.export(run, artifact, tiny_schema, latency_batches=(1,), repeats=1)
+    assert artifact.read_bytes() == good and sorted(p.name for p in tmp_path.iterdir()) == ["model.pt2"]

@@ -62,7 +62,10 @@ def load_config(yaml_path: str | Path | None, overrides: list[str] | None = None
         key, sep, raw = item.partition("=")
         if not sep:
             raise ConfigError(f"override '{item}' must look like key=value, e.g. lr=0.001")
-        values[key.strip()] = yaml.safe_load(raw)
+        try:
+            values[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ConfigError(f"override '{item}': the value is not valid YAML; fix or quote it") from None
     return config_from_dict(values)
 
 

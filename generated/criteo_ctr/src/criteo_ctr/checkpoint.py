@@ -8,11 +8,11 @@ Writes are atomic (temp file + rename), so a killed run never leaves a half-writ
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
+from .atomic import replacing
 from .errors import CheckpointError
 from .schema import FeatureSchema
 from .spec import ModelSpec
@@ -34,10 +34,8 @@ def make_meta(spec: ModelSpec, schema: FeatureSchema, preprocessor_state: dict, 
 
 
 def save(payload: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def load(path: Path) -> dict:

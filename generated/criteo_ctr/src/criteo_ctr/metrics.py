@@ -1,7 +1,8 @@
 """Evaluation metrics per event: logloss, NE, AUC, calibration (template-owned).
 
 NE (He et al. 2014) = logloss / entropy of the base rate: lower is better, < 1 beats predicting the base rate.
-Calibration = mean prediction / mean label (target 1.0).
+Calibration = mean prediction / mean label (target 1.0). A metric that a split cannot define (AUC, NE and
+calibration when the split holds one class only) is None, written as JSON null, never NaN.
 """
 
 from __future__ import annotations
@@ -51,15 +52,17 @@ def calibration(labels: np.ndarray, probs: np.ndarray) -> float:
     return float(np.mean(probs)) / mean_label if mean_label > 0 else float("nan")
 
 
-def event_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
-    """All metrics of one event: labels, probs (N,)."""
+def event_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float | None]:
+    """All metrics of one event: labels, probs (N,); None where the split holds one class only."""
+    rate = float(np.mean(labels))
+    both = 0.0 < rate < 1.0
     return {
         "rows": int(len(labels)),
-        "base_rate": float(np.mean(labels)),
+        "base_rate": rate,
         "logloss": logloss(labels, probs),
-        "ne": normalized_entropy(labels, probs),
-        "auc": auc(labels, probs),
-        "calibration": calibration(labels, probs),
+        "ne": normalized_entropy(labels, probs) if both else None,
+        "auc": auc(labels, probs) if both else None,
+        "calibration": calibration(labels, probs) if rate > 0 else None,
     }
 
 

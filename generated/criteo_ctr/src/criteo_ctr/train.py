@@ -20,12 +20,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from . import atomic
 from . import checkpoint as ckpt
 from . import distributed as dist
 from .cache import encode_file
 from .config import TrainConfig, config_from_dict
 from .data import ParquetColumns
-from .errors import ConfigError
+from .errors import ConfigError, TrainingError
+from .inputs import check_both_classes, check_same_inputs, file_identity
 from .loss import multi_event_bce
 from .metrics import all_metrics, bias_for_rate
 from .model import FeatureSizes, build_model
@@ -78,12 +80,16 @@ def train(
     """Train, write checkpoints to ``out_dir`` and return a summary with the best validation metrics."""
     schema.check_events(SPEC.events)
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; training writes a directory (checkpoints, log): pick a new path")
     last_path = out / ckpt.LAST
     if last_path.exists() and not resume:
         raise ConfigError(f"{out} already holds a training run; pass --resume to continue it or pick a new --out")
+    inputs = {"train": file_identity(train_path), "valid": file_identity(valid_path)}
     resumed = ckpt.load(last_path) if resume else None
     if resumed is not None:
         ckpt.check_compatible(resumed["meta"], SPEC, schema, last_path)
+        check_same_inputs(resumed["meta"].get("inputs"), inputs)
         config = config_from_dict(resumed["meta"]["config"])
     world = dist.init_world(_device(config.device).type)
     try:
@@ -101,11 +107,13 @@ def train(
             source = InMemoryBatches(staged, config.batch_size, config.seed)
             rates = train_data.labels.mean(dim=0)
         _, valid_data = encode_file(valid_path, schema, pre, use_cache=config.data_cache)
+        check_both_classes(valid_data, valid_path)
         if world.is_main:
             dist.barrier(world)
         sparse_sizes, multi_sizes = pre.cardinalities()
         sizes = FeatureSizes(tuple(sparse_sizes), tuple(multi_sizes), schema.dense_width)
         meta = ckpt.make_meta(SPEC, schema, pre.state, sizes.to_dict(), config.to_dict())
+        meta["inputs"] = inputs
         model = build_model(SPEC, sizes, config.seed)
         if hasattr(model, "init_base_rates"):
             model.init_base_rates(rates.cpu())
@@ -242,6 +250,11 @@ class _Run:
     def _evaluate(self, valid_data) -> None:
         p = self.progress
         probs = self._predict_all(valid_data)
+        if not np.isfinite(probs).all():
+            raise TrainingError(
+                f"training diverged by step {p.step}: the model predicts non-finite values; "
+                "lower lr / embedding_lr, or look for extreme values in the data"
+            )
         metrics = all_metrics(SPEC.events, valid_data.labels.numpy(), probs)
         mean_ne = float(np.mean([m["ne"] for m in metrics.values()]))
         self._log({"step": p.step, "valid": metrics, "valid_mean_ne": mean_ne})
@@ -309,7 +322,7 @@ class _Run:
             "samples_per_second": round(p.samples / max(p.train_seconds, 1e-9), 1),
             "valid": p.best_metrics,
         }
-        (self.out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+        atomic.write_text(self.out / "metrics.json", json.dumps(summary, indent=2) + "\n")
         return summary
 
 

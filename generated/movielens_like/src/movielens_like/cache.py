@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from . import data as data_module
 from . import preprocess
 from .data import read_table
 from .preprocess import EncodedData, Preprocessor
@@ -26,7 +27,10 @@ from .schema import FeatureSchema
 
 CACHE_DIR = ".smt-cache"
 KEEP_PER_FILE = 4  # newest entries kept per data file; older ones are pruned on write
-_ENCODER_SOURCE = hashlib.sha256(Path(preprocess.__file__).read_bytes()).hexdigest()
+# The code that reads, checks and encodes a file: a change to it invalidates every entry.
+_ENCODER_SOURCE = hashlib.sha256(
+    Path(preprocess.__file__).read_bytes() + Path(data_module.__file__).read_bytes()
+).hexdigest()
 
 
 def encode_file(

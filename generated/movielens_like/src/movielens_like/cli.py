@@ -93,8 +93,14 @@ def _evaluate(args) -> int:
         return 0
     print(f"{'event':<16}{'rows':>9}{'logloss':>10}{'NE':>9}{'AUC':>9}{'calib':>8}")
     for event, m in result["events"].items():
-        print(f"{event:<16}{m['rows']:>9}{m['logloss']:>10.4f}{m['ne']:>9.4f}{m['auc']:>9.4f}{m['calibration']:>8.3f}")
+        ne, auc, calib = (_shown(m[k], width) for k, width in (("ne", 9), ("auc", 9), ("calibration", 8)))
+        print(f"{event:<16}{m['rows']:>9}{m['logloss']:>10.4f}{ne}{auc}{calib}")
     return 0
+
+
+def _shown(value: float | None, width: int) -> str:
+    """A metric in the table: 4 decimals, or '–' where the split cannot define it."""
+    return f"{'–':>{width}}" if value is None else f"{value:>{width}.4f}"
 
 
 def _export(args) -> int:

@@ -1,7 +1,9 @@
 """Data readers: Parquet, CSV and header-less delimited files such as Criteo TSV (template-owned).
 
 Every reader returns a ``pyarrow.Table`` with exactly the schema's columns, checked: present, labels binary
-with no missing value, dense values numeric.
+with no missing value, dense values numeric and finite. Missing-value policy: a null, an empty cell or a NaN
+in a dense column is *missing* (filled as features.yaml says); ``inf`` and ``-inf`` are errors, since no
+fill is right for them and one of them turns every weight it touches into NaN.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
+from .atomic import replacing
 from .errors import DataError
 from .schema import FeatureSchema
 
@@ -86,17 +89,30 @@ def _read_delimited(path: Path, schema: FeatureSchema) -> pa.Table:
 def _check_dense(table: pa.Table, schema: FeatureSchema, path: Path) -> None:
     for f in schema.dense:
         column = table.column(f.name)
-        if pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_null(column.type):
+        if pa.types.is_integer(column.type) or pa.types.is_null(column.type):
+            continue
+        if pa.types.is_floating(column.type):
+            _check_finite(column, f.name, path)
             continue
         as_text = pc.cast(column, pa.string())
         try:
-            pc.cast(as_text, pa.float64())
+            _check_finite(pc.cast(as_text, pa.float64()), f.name, path)
         except pa.ArrowInvalid:
             row, value = next((i, v) for i, v in enumerate(as_text.to_pylist()) if not _is_number(v))
             raise DataError(
                 f"data file {path}: dense column '{f.name}' has a non-numeric value {value!r} (row {row}); "
                 "clean it or declare the column sparse"
             ) from None
+
+
+def _check_finite(column: pa.ChunkedArray, name: str, path: Path) -> None:
+    infinite = pc.fill_null(pc.is_inf(column), False)
+    if pc.any(infinite).as_py():
+        row = int(np.flatnonzero(infinite.to_numpy(zero_copy_only=False))[0])
+        raise DataError(
+            f"data file {path}: dense column '{name}' has a non-finite value {column[row].as_py()} (row {row}); "
+            "replace it, or leave the cell empty to mark it missing"
+        )
 
 
 def _is_number(text: str | None) -> bool:
@@ -166,20 +182,22 @@ class ParquetColumns:
 
 
 def write_table(table: pa.Table, path: str | Path, schema: FeatureSchema) -> None:
-    """Write a table as Parquet, CSV (with header) or header-less TSV/TXT, chosen by suffix."""
+    """Write a table as Parquet, CSV (with header) or header-less TSV/TXT, chosen by suffix (atomically)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
-    if suffix in PARQUET_SUFFIXES:
-        pq.write_table(table, path)
-    elif suffix == ".csv":
-        pcsv.write_csv(table, path)
-    elif suffix in {".tsv", ".txt"}:
-        ordered = table.select(schema.header_less_columns)
-        options = pcsv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none")
-        pcsv.write_csv(ordered, path, write_options=options)
-    else:
+    if suffix not in PARQUET_SUFFIXES | DELIMITED_SUFFIXES:
         raise DataError(f"cannot write {path}: unknown format '{suffix}'; use .parquet, .csv or .tsv")
+    if path.is_dir():
+        raise DataError(f"cannot write {path}: it is a directory; give a file path, e.g. {path}/train{suffix}")
+    with replacing(path) as tmp:
+        if suffix in PARQUET_SUFFIXES:
+            pq.write_table(table, tmp)
+        elif suffix == ".csv":
+            pcsv.write_csv(table, tmp)
+        else:
+            ordered = table.select(schema.header_less_columns)
+            options = pcsv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none")
+            pcsv.write_csv(ordered, tmp, write_options=options)
 
 
 def _first_line(exc: Exception) -> str:

@@ -22,3 +22,7 @@ class ConfigError(ModelError):
 
 class CheckpointError(ModelError):
     """A checkpoint is missing, corrupt, or was made for another schema or model."""
+
+
+class TrainingError(ModelError):
+    """Training cannot go on: the model diverged (non-finite loss or predictions)."""

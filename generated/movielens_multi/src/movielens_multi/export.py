@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch.export import Dim
 
+from .atomic import replacing
 from .capacity import example_inputs
 from .checkpoint import load_trained
 from .errors import ModelError
@@ -32,6 +33,8 @@ def export(
     repeats: int = 20,
 ) -> dict:
     """Export the best weights of a training dir to ``out_file``; see export_model."""
+    if Path(out_file).is_dir():
+        raise ModelError(f"--out {out_file} is a directory; give the artifact's file path, e.g. {out_file}/model.pt2")
     model, meta, _ = load_trained(checkpoint, schema)
     return export_model(model, meta, schema, out_file, latency_batches, repeats)
 
@@ -47,15 +50,14 @@ def export_model(
     dynamic = ({0: batch}, {0: batch}, [{0: batch} for _ in example[2]])
     program = torch.export.export(model, example, dynamic_shapes=dynamic)
     out_file = Path(out_file)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    torch.export.save(program, out_file, extra_files={META_FILE: json.dumps(meta)})
-    served = torch.export.load(out_file).module()
-    check = example_inputs(sizes, schema, batch=37, seed=1)
-    with torch.no_grad():
-        diff = float((served(*check) - model(*check)).abs().max())
-    if not diff <= PARITY_TOLERANCE:
-        out_file.unlink()
-        raise ModelError(f"exported model differs from eager by {diff:.2e} (> {PARITY_TOLERANCE}); not exported")
+    with replacing(out_file) as tmp:  # an artifact already at out_file stays whole until the new one is checked
+        torch.export.save(program, tmp, extra_files={META_FILE: json.dumps(meta)})
+        served = torch.export.load(tmp).module()
+        check = example_inputs(sizes, schema, batch=37, seed=1)
+        with torch.no_grad():
+            diff = float((served(*check) - model(*check)).abs().max())
+        if not diff <= PARITY_TOLERANCE:
+            raise ModelError(f"exported model differs from eager by {diff:.2e} (> {PARITY_TOLERANCE}); not exported")
     return {
         "artifact": str(out_file),
         "parity_max_abs_diff": diff,
