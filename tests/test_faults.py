@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -286,3 +287,39 @@ def test_unknown_answer_keys_are_refused(fleet, tmp_path):
     bad_yaml = smt(victim, "sync", "--set", "events=[a")
     assert bad_yaml.returncode == 2 and "not valid YAML" in bad_yaml.stderr
     assert tree_files(victim / "generated") == before and not (victim / "generated" / "ctr_c").exists()
+
+
+def test_export_killed_mid_write_never_destroys_the_previous_artifact(tmp_path):
+    """A real package: train, export, then re-export and SIGKILL it the moment it starts writing."""
+    from scaffold.status import render_answers
+
+    from .helpers import copy_template
+
+    package = render_answers(copy_template(tmp_path / "template"), {"name": "pkg_export"}, tmp_path / "pkg_export")
+    cli = [sys.executable, "-m", "pkg_export"]
+    env = {**os.environ, "PYTHONPATH": str(package / "src"), "OMP_NUM_THREADS": "1"}
+
+    def run(*args):
+        done = subprocess.run([*cli, *args], cwd=package, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+
+    run("synth", "--rows", "2000", "--out", "train.parquet", "--seed", "1")
+    run("synth", "--rows", "600", "--out", "valid.parquet", "--seed", "2")
+    run("train", "--train", "train.parquet", "--valid", "valid.parquet", "--out", "run", "epochs=1", "--quiet")
+    artifact = package / "model.pt2"
+    run("export", "--checkpoint", "run", "--out", str(artifact), "--batches", "1", "--repeats", "1")
+    good, mtime = artifact.read_bytes(), artifact.stat().st_mtime_ns
+    export = [*cli, "export", "--checkpoint", "run", "--out", str(artifact), "--batches", "1", "--repeats", "1"]
+    proc = subprocess.Popen(export, cwd=package, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        writing = list(package.glob(".model.*.tmp.pt2")) or artifact.stat().st_mtime_ns != mtime
+        if writing:
+            proc.kill()
+            break
+        time.sleep(0.001)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the export finished before it could be killed mid-write"
+    assert artifact.read_bytes() == good  # the previous artifact, whole
+    check = [sys.executable, "-c", f"import torch; torch.export.load({str(artifact)!r})"]
+    assert subprocess.run(check, env=env, capture_output=True).returncode == 0
