@@ -39,6 +39,9 @@ VARIANTS = (
 )
 
 
+WORKFLOW = ".github/workflows/ci.yml"
+
+
 def _id(v: dict) -> str:
     extra = f"-{v['mlp_block']}" if "mlp_block" in v else ""
     extra += "-qr" if "qr_collisions" in v else ""
@@ -58,6 +61,10 @@ def test_variant_is_formatted_and_passes_its_own_tests(variant, template_dir, tm
     assert black.returncode == 0, f"rendered code is not black-formatted: {black.stderr}"
     ruff = run_tool("ruff", "check", "--quiet", ".", cwd=package)
     assert ruff.returncode == 0, ruff.stdout
+    workflow = run_tool("check-jsonschema", "--builtin-schema", "vendor.github-workflows", WORKFLOW, cwd=package)
+    assert workflow.returncode == 0, workflow.stdout  # the package's own CI is a valid GitHub Actions workflow
+    hooks = run_tool("pre-commit", "validate-config", ".pre-commit-config.yaml", cwd=package)
+    assert hooks.returncode == 0, hooks.stdout + hooks.stderr
     tests = run_package_tests(package, "-m", "not slow and not distributed")
     assert tests.returncode == 0, tests.stdout[-3000:]
     assert " passed" in tests.stdout
