@@ -10,6 +10,14 @@ from adult_income.spec import SPEC
 from adult_income.synth import synthesize
 
 
+@pytest.fixture(scope="session", autouse=True)
+def data_cache(tmp_path_factory):
+    """The encoded-data cache of this test session: a temp folder, never the user's cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SMT_DATA_CACHE", str(tmp_path_factory.mktemp("data-cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_schema():
     """A small schema with every kind of feature and this package's events as labels."""

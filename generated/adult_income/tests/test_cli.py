@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields
+
+import pytest
 
 from adult_income.cli import main
+from adult_income.config import TrainConfig
 from adult_income.spec import SPEC
 
 
@@ -23,3 +27,20 @@ def test_synth_train_evaluate_export_capacity(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["parity_max_abs_diff"] <= 1e-5
     assert main(["capacity", "--checkpoint", str(run), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["dense_flops_per_example"] > 0
+
+
+def test_train_help_lists_every_training_option_with_its_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    shown = capsys.readouterr().out
+    for option in fields(TrainConfig):
+        assert f"{option.name}={option.default}" in shown and option.metadata["help"][:30] in shown
+
+
+def test_without_a_terminal_progress_goes_to_stderr_as_lines(tmp_path, capsys, tiny_schema, tiny_files):
+    from adult_income.config import config_from_dict
+    from adult_income.train import train
+
+    train(*tiny_files, tmp_path / "run", config_from_dict({"epochs": 1, "batch_size": 512}), tiny_schema)
+    err = capsys.readouterr().err  # pytest's capture is not a terminal
+    assert "valid mean NE" in err and "\r" not in err

@@ -215,3 +215,42 @@ def test_export_to_a_directory_is_refused_and_a_failed_export_keeps_the_old_arti
     with pytest.raises(ModelError, match="differs from eager"):
         export_module.export(run, artifact, tiny_schema, latency_batches=(1,), repeats=1)
     assert artifact.read_bytes() == good and sorted(p.name for p in tmp_path.iterdir()) == ["model.pt2"]
+
+
+def test_empty_strings_and_nulls_encode_the_same_for_every_encoding(tmp_path):
+    from bio_rare.preprocess import MISSING, Preprocessor
+
+    schema = schema_from_dict(
+        {
+            "labels": LABELS,
+            "sparse": ["v", {"name": "h", "encoding": "hash", "buckets": 8}],
+            "multi_hot": [{"name": "m", "max_length": 3}],
+        }
+    )
+    rows = {**{e: [0, 1, 0, 1] for e in LABELS}, "v": ["a", "", None, "b"], "h": ["x", "", None, "y"]}
+    rows["m"] = ["p|q", "", None, "q"]
+    from_parquet = read_table(_write(tmp_path, rows), schema)
+    csv = tmp_path / "data.csv"
+    header = [*LABELS, "v", "h", "m"]
+    body = [[str(rows[c][i]) if rows[c][i] is not None else "" for c in header] for i in range(4)]
+    csv.write_text("\n".join(",".join(r) for r in [header, *body]) + "\n")
+    from_csv = read_table(csv, schema)
+    pre = Preprocessor.fit(from_parquet, schema)
+    a, b = pre.transform(from_parquet), pre.transform(from_csv)
+    assert a.sparse.tolist() == b.sparse.tolist() and a.multi_hot[0].tolist() == b.multi_hot[0].tolist()
+    assert a.sparse[1].tolist() == [MISSING, MISSING] and a.sparse[2].tolist() == [MISSING, MISSING]
+
+
+def test_a_header_less_file_without_file_columns_points_at_file_columns(tmp_path):
+    schema = schema_from_dict({"labels": LABELS, "sparse": ["c"], "dense": ["i"]})
+    path = tmp_path / "data.tsv"  # the file's real order: labels, i (numeric), c (hex ids)
+    path.write_text("".join("\t".join(["1"] * len(LABELS) + [str(k), f"a{k}f"]) + "\n" for k in range(4)))
+    with pytest.raises(DataError, match="declare file_columns"):
+        read_table(path, schema)
+
+
+def test_declaring_file_columns_keeps_earlier_checkpoints_usable(trained, tiny_schema):
+    run, _ = trained
+    laid_out = schema_from_dict({**tiny_schema.to_dict(), "file_columns": list(reversed(tiny_schema.columns))})
+    model, _, _ = load_trained(run, laid_out)  # a change of file layout only: the model still loads
+    assert model is not None

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bio_rare.cache import CACHE_DIR, encode_file
+from bio_rare.cache import encode_file, entry_dir
 from bio_rare.config import config_from_dict
 from bio_rare.errors import ConfigError
 from bio_rare.modules.embedding import SparseArch
@@ -65,8 +65,8 @@ def test_cache_hits_and_is_invalidated_by_data_and_schema(tmp_path, tiny_schema,
     train_file = tmp_path / "train.parquet"
     shutil.copy(tiny_files[0], train_file)
     pre, first = encode_file(train_file, tiny_schema)
-    entries = list((tmp_path / CACHE_DIR).glob("*.pt"))
-    assert len(entries) == 1
+    entries = list(entry_dir(train_file).glob("*.pt"))
+    assert len(entries) == 1 and not (tmp_path / ".smt-cache").exists()  # nothing written beside the data
     pre_again, second = encode_file(train_file, tiny_schema)
     assert pre_again.state == pre.state and torch.equal(first.sparse, second.sparse)
     assert torch.equal(first.dense, second.dense) and torch.equal(first.labels, second.labels)
@@ -80,7 +80,7 @@ def test_cache_hits_and_is_invalidated_by_data_and_schema(tmp_path, tiny_schema,
     from bio_rare.schema import schema_from_dict
 
     encode_file(train_file, schema_from_dict(other))  # the schema changed: a new entry
-    assert len(list((tmp_path / CACHE_DIR).glob("*.pt"))) == 3
+    assert len(list(entry_dir(train_file).glob("*.pt"))) == 3
 
 
 def test_cached_and_uncached_training_agree(tmp_path, tiny_schema, tiny_files):

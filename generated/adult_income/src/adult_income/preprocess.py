@@ -2,6 +2,8 @@
 
 Index layout of every id table: 0 = missing value (and padding of multi-hot lists), 1 = out of vocabulary,
 2.. = vocabulary entries (most frequent first) or hash buckets. Out-of-vocabulary ids therefore never fail.
+Missing, for sparse and multi-hot values, is a null *or* an empty string, with every encoding: the same rows
+encode the same from Parquet (where "" survives) and from CSV (where an empty cell reads as null).
 Dense values: missing → train mean (or 0), then ``log`` (sign(x)·log1p|x|) and/or standardization with the
 train mean and std; optional 0/1 missing indicators follow the values. Bucketized dense features also get
 a quantile-bucket id (edges fit on train; 0 = missing), encoded as extra sparse columns after the schema's
@@ -180,11 +182,11 @@ def _hash_ids(tokens: pa.Array, buckets: int) -> np.ndarray:
     """Stable hashing (crc32) of each distinct value, then a gather: cost ~ distinct values, not rows."""
     encoded = pc.dictionary_encode(tokens)
     uniques = encoded.dictionary.to_pylist()
-    bucket_of = np.array([zlib.crc32(u.encode()) % buckets for u in uniques], dtype=np.int64)
+    bucket_of = np.array([zlib.crc32(u.encode()) % buckets + FIRST_ID if u else MISSING for u in uniques])
     codes = encoded.indices.to_numpy(zero_copy_only=False)
     valid = ~np.asarray(pc.is_null(encoded.indices).to_numpy(zero_copy_only=False))
     ids = np.full(len(tokens), MISSING, dtype=np.int64)
-    ids[valid] = bucket_of[codes[valid].astype(np.int64)] + FIRST_ID
+    ids[valid] = bucket_of.astype(np.int64)[codes[valid].astype(np.int64)]
     return ids
 
 

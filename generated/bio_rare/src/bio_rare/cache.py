@@ -1,16 +1,17 @@
 """Encoded-data cache: a data file is read and encoded once, then loaded as contiguous tensors (template-owned).
 
-``encode_file`` keeps, next to the data, ``.smt-cache/<file>.<key>.pt`` holding the encoded tensors (and, when
-it fit the preprocessing, the fitted state). The key digests everything the tensors depend on: the file's
-resolved path, size and modification time, the feature schema, the fitted preprocessing state (or "fit on
-this file") and the source of ``preprocess.py`` itself, so a change to any of them misses the cache and
-re-encodes. Entries are written atomically and loaded memory-mapped; an unreadable or corrupt entry is
-ignored and rebuilt, and a read-only data directory just runs uncached.
+``encode_file`` keeps the encoded tensors (and, when it fit the preprocessing, the fitted state) in the user's
+cache directory, never beside the data (data directories are often shared or read-only):
+``$SMT_DATA_CACHE`` or ``$XDG_CACHE_HOME/smt-data`` or ``~/.cache/smt-data``, one folder per data file. The
+key digests everything the tensors depend on: the file's resolved path, size and modification time, the
+feature schema (file layout included), the fitted preprocessing state (or "fit on this file") and the
+source of the reader and encoder, so a change to any of them misses the cache and re-encodes. Entries are
+written atomically and loaded memory-mapped; an unreadable or corrupt entry is ignored and rebuilt, and an
+unwritable cache directory just runs uncached.
 """
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
@@ -25,7 +26,7 @@ from .data import read_table
 from .preprocess import EncodedData, Preprocessor
 from .schema import FeatureSchema
 
-CACHE_DIR = ".smt-cache"
+CACHE_ENV = "SMT_DATA_CACHE"
 KEEP_PER_FILE = 4  # newest entries kept per data file; older ones are pruned on write
 # The code that reads, checks and encodes a file: a change to it invalidates every entry.
 _ENCODER_SOURCE = hashlib.sha256(
@@ -62,13 +63,26 @@ def _entry_path(path: Path, schema: FeatureSchema, pre: Preprocessor | None, req
         "file": str(path.resolve()),
         "size": stat.st_size,
         "mtime_ns": stat.st_mtime_ns,
-        "schema": schema.fingerprint(),
+        "schema": schema.layout_fingerprint(),
         "preprocessor": "fit" if pre is None else json.dumps(pre.state, sort_keys=True),
         "encoder": _ENCODER_SOURCE,
         "labels": require_labels,
     }
     key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
-    return path.parent / CACHE_DIR / f"{path.name}.{key}.pt"
+    return entry_dir(path) / f"{key}.pt"
+
+
+def cache_root() -> Path:
+    """``$SMT_DATA_CACHE``, else ``$XDG_CACHE_HOME/smt-data``, else ``~/.cache/smt-data``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "smt-data"
+
+
+def entry_dir(path: str | Path) -> Path:
+    """The cache folder of one data file: its name plus a digest of its resolved path."""
+    path = Path(path)
+    return cache_root() / f"{path.name}-{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}"
 
 
 def _load(entry: Path) -> tuple[dict, EncodedData] | None:
@@ -93,7 +107,7 @@ def _store(entry: Path, state: dict, data: EncodedData) -> None:
     }
     tmp = entry.with_name(f"{entry.name}.{os.getpid()}.tmp")
     try:
-        entry.parent.mkdir(exist_ok=True)
+        entry.parent.mkdir(parents=True, exist_ok=True)
         torch.save(payload, tmp)
         os.replace(tmp, entry)
         _prune(entry, keep=KEEP_PER_FILE)
@@ -105,8 +119,6 @@ def _store(entry: Path, state: dict, data: EncodedData) -> None:
 
 def _prune(entry: Path, keep: int) -> None:
     """Delete all but the ``keep`` newest entries of the data file that ``entry`` belongs to."""
-    data_name = entry.name.rsplit(".", 2)[0]
-    siblings = [e for e in entry.parent.glob(f"{glob.escape(data_name)}.*.pt") if e.name.rsplit(".", 2)[0] == data_name]
-    siblings.sort(key=lambda e: e.stat().st_mtime_ns, reverse=True)
+    siblings = sorted(entry.parent.glob("*.pt"), key=lambda e: e.stat().st_mtime_ns, reverse=True)
     for old in [e for e in siblings if e != entry][keep - 1 :]:
         old.unlink(missing_ok=True)

@@ -20,6 +20,10 @@ from .atomic import replacing
 from .errors import DataError
 from .schema import FeatureSchema
 
+HEADER_LESS_HINT = (
+    "the file has no header and features.yaml has no file_columns, so its columns were read in schema order "
+    "(labels, sparse, multi_hot, dense); declare file_columns with the file's real column order"
+)
 PARQUET_SUFFIXES = {".parquet", ".pq"}
 DELIMITED_SUFFIXES = {".csv", ".tsv", ".txt"}
 
@@ -45,9 +49,14 @@ def read_table(path: str | Path, schema: FeatureSchema, require_labels: bool = T
     if missing:
         raise DataError(f"data file {path} lacks column(s) {missing} declared in features.yaml")
     table = table.select(wanted)
-    _check_dense(table, schema, path)
-    if require_labels:
-        _check_labels(table, schema, path)
+    try:
+        _check_dense(table, schema, path)
+        if require_labels:
+            _check_labels(table, schema, path)
+    except DataError as exc:
+        if table.schema.metadata and b"smt-header-less" in table.schema.metadata and not schema.file_columns:
+            raise DataError(f"{exc} ({HEADER_LESS_HINT})") from None
+        raise
     return table
 
 
@@ -76,12 +85,13 @@ def _read_delimited(path: Path, schema: FeatureSchema) -> pa.Table:
         strings_can_be_null=True,
     )
     try:
-        return pcsv.read_csv(
+        table = pcsv.read_csv(
             path,
             read_options=read_opts,
             parse_options=pcsv.ParseOptions(delimiter=delimiter),
             convert_options=convert,
         )
+        return table if has_header else table.replace_schema_metadata({"smt-header-less": "1"})
     except pa.ArrowInvalid as exc:
         raise DataError(f"data file {path} could not be parsed ({_first_line(exc)})") from None
 

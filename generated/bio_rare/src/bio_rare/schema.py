@@ -103,9 +103,24 @@ class FeatureSchema:
             )
 
     def fingerprint(self) -> str:
-        """A short hash of the schema; checkpoints carry it to refuse a mismatched schema."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        """A short hash of what a trained model depends on; checkpoints carry it to refuse a mismatched schema.
+
+        The file layout (``file_columns``) is left out: declaring how a file is laid out changes no model.
+        """
+        return model_fingerprint(self.to_dict())
+
+    def layout_fingerprint(self) -> str:
+        """A short hash of the whole schema, file layout included (what encoding a file depends on)."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+LAYOUT_KEYS = ("file_columns",)
+
+
+def model_fingerprint(schema_dict: dict) -> str:
+    """The fingerprint of a schema as stored in a checkpoint's meta (see FeatureSchema.fingerprint)."""
+    relevant = {k: v for k, v in schema_dict.items() if k not in LAYOUT_KEYS}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def load_schema(path: str | Path) -> FeatureSchema:

@@ -120,6 +120,7 @@ def train(
         if hasattr(model, "logit_shift"):
             model.logit_shift.copy_(torch.log(kept_negatives))  # He et al. 2014 correction, applied in eval only
         run = _Run(config, meta, out, model, world)
+        run.progress_lines = show_progress is None and not _show(None) and world.is_main
         if resumed is not None:
             run.restore(resumed)
         return run.fit(source, valid_data, stop_after, _show(show_progress) and world.is_main)
@@ -131,8 +132,14 @@ def _show(flag: bool | None) -> bool:
     return sys.stderr.isatty() if flag is None else flag
 
 
+PROGRESS_SECONDS = 10.0  # without a terminal, a progress line on stderr at most this often (and per evaluation)
+
+
 class _Run:
     """One training run's mutable state: model, optimizers, progress, log."""
+
+    progress_lines = False  # plain progress lines on stderr (when not on a terminal and not --quiet)
+    _line_at = 0.0
 
     def __init__(self, config: TrainConfig, meta: dict, out: Path, model: torch.nn.Module, world=dist.SINGLE):
         self.config, self.meta, self.out, self.world = config, meta, out, world
@@ -234,6 +241,15 @@ class _Run:
             loss = float(loss)
             self._log({"step": p.step, "epoch": epoch, "loss": loss, "lr": lr, "seconds": p.train_seconds})
             bar.set_postfix(loss=f"{loss:.4f}")
+        if self.progress_lines and p.train_seconds - self._line_at >= PROGRESS_SECONDS:
+            self._line_at = p.train_seconds
+            rate = p.samples / max(p.train_seconds, 1e-9)
+            print(
+                f"step {p.step}/{total} ({100 * p.step / total:.0f}%) epoch {epoch} loss {float(loss):.4f} "
+                f"{rate:,.0f} samples/s",
+                file=sys.stderr,
+                flush=True,
+            )
         end_of_epoch = p.step % steps_per_epoch == 0
         if (c.eval_every and p.step % c.eval_every == 0) or (not c.eval_every and end_of_epoch):
             self._evaluate(valid_data)
@@ -258,6 +274,9 @@ class _Run:
         metrics = all_metrics(SPEC.events, valid_data.labels.numpy(), probs)
         mean_ne = float(np.mean([m["ne"] for m in metrics.values()]))
         self._log({"step": p.step, "valid": metrics, "valid_mean_ne": mean_ne})
+        if self.progress_lines:
+            best = min(mean_ne, p.best_ne)
+            print(f"step {p.step}: valid mean NE {mean_ne:.4f} (best {best:.4f})", file=sys.stderr, flush=True)
         p.last_eval_step = p.step
         if mean_ne < p.best_ne:
             p.best_ne, p.best_step, p.bad_evals, p.best_metrics = mean_ne, p.step, 0, metrics

@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from .config import options_help
 from .errors import ModelError
 from .spec import SPEC
 
@@ -22,13 +23,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"python -m {SPEC.name}", description=__doc__.splitlines()[0])
     parser.add_argument("--features", default=str(DEFAULT_FEATURES), help="feature schema (default: packaged)")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train", help="train on a train file, early-stop on a valid file")
+    p = sub.add_parser(
+        "train",
+        help="train on a train file, early-stop on a valid file",
+        epilog=options_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--train", required=True)
     p.add_argument("--valid", required=True)
     p.add_argument("--out", required=True, help="training directory (checkpoints, log, metrics)")
     p.add_argument("--config", default=str(DEFAULT_TRAIN_CONFIG), help="training overrides YAML")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress (bar on a terminal, else lines on stderr)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="training options, e.g. lr=0.001")
     p = sub.add_parser("evaluate", help="metrics per event of a checkpoint on a data file")
     p.add_argument("--checkpoint", required=True)

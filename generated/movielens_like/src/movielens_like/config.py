@@ -6,7 +6,7 @@ command line. Unknown keys and ill-typed values are errors.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import yaml
@@ -14,37 +14,60 @@ import yaml
 from .errors import ConfigError
 
 
+def _option(default, help_text: str):
+    """A training option: its default and the one line that ``train --help`` shows for it."""
+    return field(default=default, metadata={"help": help_text})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Every knob of a training run."""
 
-    batch_size: int = 512  # examples per step
-    epochs: int = 3  # passes over train
-    lr: float = 2e-3  # AdamW peak learning rate of the dense parameters
-    embedding_lr: float = 5e-2  # (row-sparse) Adam learning rate of the embedding tables
-    embedding_weight_decay: float = 0.0  # L2 on the embedding rows of each batch (coupled, as in Adam); try 1e-3
-    lr_scaling: str = "none"  # none | linear | sqrt: scale both lrs by batch_size / reference_batch_size (or its root)
-    reference_batch_size: int = 512  # the batch size at which lr and embedding_lr were tuned
-    weight_decay: float = 1e-4  # AdamW decoupled weight decay (dense parameters only)
-    warmup_steps: int = 100  # linear warmup, then cosine decay
-    min_lr_ratio: float = 0.1  # final lr = lr * min_lr_ratio
-    clip_norm: float = 1.0  # max global grad norm of the dense parameters; 0 disables
-    eval_every: int = 0  # validation every N steps; 0 = once per epoch
-    patience: int = 3  # stop after this many evaluations without a better validation NE
-    checkpoint_every: int = 0  # also write a resumable checkpoint every N steps; 0 = by time and at evaluations
-    checkpoint_seconds: float = 300.0  # write a resumable checkpoint after this much training time; 0 = never
-    log_every: int = 50  # JSONL training log every N steps
-    max_seconds: float = 0.0  # stop (with a checkpoint) after this much training time; 0 = no limit
-    negative_sampling: float = 1.0  # fraction of all-negative train rows kept; eval/export correct by log(rate)
-    calibrate_bias: bool = False  # after training, fit a per-event logit bias so that valid calibration is 1.0
-    stream: bool = False  # read the (Parquet) train file one row group at a time instead of all in memory
-    data_cache: bool = True  # keep encoded tensors in .smt-cache/ next to the data (see cache.py)
-    compile: bool = False  # torch.compile the dense stages (needs a C++ compiler on CPU; first steps are slow)
-    seed: int = 0  # model init and data order
-    device: str = "auto"  # auto | cpu | cuda; bf16 autocast on cuda
+    batch_size: int = _option(512, "examples per step")
+    epochs: int = _option(3, "passes over train")
+    lr: float = _option(2e-3, "AdamW peak learning rate of the dense parameters")
+    embedding_lr: float = _option(5e-2, "(row-sparse) Adam learning rate of the embedding tables")
+    embedding_weight_decay: float = _option(
+        0.0, "L2 on the embedding rows of each batch (coupled, as in Adam); try 1e-3"
+    )
+    lr_scaling: str = _option(
+        "none", "none | linear | sqrt: scale both lrs by batch_size / reference_batch_size (or its root)"
+    )
+    reference_batch_size: int = _option(512, "the batch size at which lr and embedding_lr were tuned")
+    weight_decay: float = _option(1e-4, "AdamW decoupled weight decay (dense parameters only)")
+    warmup_steps: int = _option(100, "linear warmup, then cosine decay")
+    min_lr_ratio: float = _option(0.1, "final lr = lr * min_lr_ratio")
+    clip_norm: float = _option(1.0, "max global grad norm of the dense parameters; 0 disables")
+    eval_every: int = _option(0, "validation every N steps; 0 = once per epoch")
+    patience: int = _option(3, "stop after this many evaluations without a better validation NE")
+    checkpoint_every: int = _option(
+        0, "also write a resumable checkpoint every N steps; 0 = by time and at evaluations"
+    )
+    checkpoint_seconds: float = _option(300.0, "write a resumable checkpoint after this much training time; 0 = never")
+    log_every: int = _option(50, "JSONL training log every N steps")
+    max_seconds: float = _option(0.0, "stop (with a checkpoint) after this much training time; 0 = no limit")
+    negative_sampling: float = _option(
+        1.0, "fraction of all-negative train rows kept; eval/export correct by log(rate)"
+    )
+    calibrate_bias: bool = _option(False, "after training, fit a per-event logit bias so that valid calibration is 1.0")
+    stream: bool = _option(False, "read the (Parquet) train file one row group at a time instead of all in memory")
+    data_cache: bool = _option(
+        True, "keep encoded tensors in the user cache ($SMT_DATA_CACHE or ~/.cache/smt-data; see cache.py)"
+    )
+    compile: bool = _option(False, "torch.compile the dense stages (needs a C++ compiler on CPU; first steps are slow)")
+    seed: int = _option(0, "model init and data order")
+    device: str = _option("auto", "auto | cpu | cuda; bf16 autocast on cuda")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def options_help() -> str:
+    """Every training option with its default and meaning, for ``train --help`` (from the typed config)."""
+    rows = [(f"{f.name}={f.default}", f.metadata["help"]) for f in fields(TrainConfig)]
+    width = max(len(left) for left, _ in rows) + 2
+    lines = [f"  {left:<{width}}{text}" for left, text in rows]
+    return "training options (key=value after the flags; defaults < train.yaml < command line):\n" + "\n".join(lines)
 
 
 def load_config(yaml_path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:

@@ -14,7 +14,7 @@ import torch
 
 from .atomic import replacing
 from .errors import CheckpointError
-from .schema import FeatureSchema
+from .schema import FeatureSchema, model_fingerprint
 from .spec import ModelSpec
 
 LAST, BEST = "last.pt", "best.pt"
@@ -67,7 +67,7 @@ def check_compatible(meta: dict, spec: ModelSpec, schema: FeatureSchema, where: 
         raise CheckpointError(
             f"checkpoint {where} was made with other template answers ({', '.join(changed)}); retrain the model"
         )
-    if meta.get("schema_fingerprint") != schema.fingerprint():
+    if model_fingerprint(meta.get("schema") or {}) != schema.fingerprint():
         raise CheckpointError(
             f"checkpoint {where} was trained with a different feature schema than features.yaml; "
             "retrain, or restore the features.yaml it was trained with"
