@@ -162,6 +162,16 @@ def blob_ids(root: Path, files: list[Path]) -> list[str]:
     return run(root, "hash-object", "--", *map(str, files)).split()
 
 
+def is_shallow(root: Path) -> bool:
+    """Whether the clone lacks history (``git clone --depth``): recorded versions may be missing from it."""
+    return run(root, "rev-parse", "--is-shallow-repository").strip() == "true"
+
+
+def looks_like_commit(version: str) -> bool:
+    """Whether a recorded version names a commit (``1ab75e3``, ``v2-1-g1ab75e3``) rather than a tag."""
+    return bool(re.fullmatch(r"[0-9a-f]{7,64}", version) or re.search(r"-g[0-9a-f]{7,64}$", version))
+
+
 def git_path(root: Path, name: str) -> Path:
     """A path inside the repository's .git directory (never committed, never dirty)."""
     return root / run(root, "rev-parse", "--git-path", name).strip()

@@ -61,7 +61,13 @@ def _pending_recoveries(roots: list[Path]) -> list[Problem]:
 def _check_package(repo: TemplateRepo, package: Package, target: str, target_dir: Path) -> list[Problem]:
     problems = [Problem(package.name, f"stray {p.relative_to(package.path)}") for p in package.path.rglob("*.rej")]
     problems += [Problem(package.name, f"conflict markers in {rel}") for rel in _files_with_markers(package.path)]
+    dirty = _git.dirty_paths(package.git_root, package.git_relpath)
+    if dirty:
+        what = f"{len(dirty)} uncommitted file(s) ({', '.join(dirty[:3])}); commit them: the fleet is what is committed"
+        problems.append(Problem(package.name, what))
     recorded = repo.resolve(package.version) if package.version else None
+    if recorded is None and not _git.is_shallow(repo.root):
+        return [*problems, Problem(package.name, _unknown_version(package))]
     if recorded is not None and recorded != target and repo.changed_between(recorded, target):
         return [*problems, Problem(package.name, f"behind: at {package.version}; run `smt sync {package.name}`")]
     with tempfile.TemporaryDirectory(prefix="smt-check-") as tmp:
@@ -76,6 +82,17 @@ def _check_package(repo: TemplateRepo, package: Package, target: str, target_dir
         detail = ", ".join(f"{d.path} ({d.kind})" for d in undeclared[:5])
         problems.append(Problem(package.name, f"undeclared drift in template-owned files: {detail}"))
     return problems
+
+
+def _unknown_version(package: Package) -> str:
+    """Why a recorded version that this full clone cannot find is a problem, and the fix."""
+    version = str(package.version)
+    if _git.looks_like_commit(version):
+        return (
+            f"records template version {version!r}, a commit this repository does not have (copier update with "
+            f"uncommitted files records such a phantom); restore the package with git, then `smt sync {package.name}`"
+        )
+    return f"records template version {version!r}, which this clone does not have; `git fetch --tags`, then rerun"
 
 
 def _declared_drift(package: Path) -> set[str]:

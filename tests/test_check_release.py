@@ -50,6 +50,7 @@ def test_undeclared_drift_fails_declared_passes(repo):
     commit_all(repo.root, "ctr_a: local change")
     assert _whats(repo) == [("ctr_a", "undeclared drift in template-owned files")]
     (repo.root / "generated" / "ctr_a" / ".smt-drift").write_text("src/ctr_a/metrics.py  # kept on purpose\n")
+    commit_all(repo.root, "ctr_a: declare the drift")
     assert check_fleet(repo) == []
 
 
@@ -70,7 +71,20 @@ def test_a_clone_without_tags_is_checked_against_the_template(repo, tmp_path):
     assert check_fleet(TemplateRepo.find(clone)) == []
     metrics = clone / "generated" / "ctr_a" / "src" / "ctr_a" / "metrics.py"
     metrics.write_text(metrics.read_text() + "# edited\n")
-    assert [p.package for p in check_fleet(TemplateRepo.find(clone))] == ["ctr_a"]
+    assert {p.package for p in check_fleet(TemplateRepo.find(clone))} == {"ctr_a"}
+
+
+def test_uncommitted_packages_and_phantom_versions_fail(repo):
+    extra = repo.root / "generated" / "ctr_a" / "NOTES.md"
+    extra.write_text("not committed\n")
+    assert [p for p in check_fleet(repo) if p.package == "ctr_a" and "uncommitted" in p.what]
+    extra.unlink()
+    answers = repo.root / "generated" / "ctr_b" / ".copier-answers.yml"
+    answers.write_text(answers.read_text().replace("_commit: v1", "_commit: v1-1-g0123abc"))
+    commit_all(repo.root, "what copier update with a dirty tree records")
+    problems = check_fleet(repo)
+    assert [p for p in problems if p.package == "ctr_b" and "phantom" in p.what], problems
+    assert not [p for p in problems if p.package == "ctr_a"]
 
 
 def test_release_guards(repo):

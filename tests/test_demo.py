@@ -1,16 +1,26 @@
-"""The README's main job, `smt demo`, runs the whole loop (here on a small budget)."""
+"""The README's main job, `smt demo`, runs the whole loop (here on a small budget), the same every time."""
 
 from __future__ import annotations
 
+import json
+
 from scaffold.cli import main
 
+from .helpers import REPO
 
-def test_demo_runs_the_whole_loop(tmp_path, capsys):
-    from .helpers import REPO
 
-    code = main(["--repo", str(REPO), "demo", "--seconds", "3", "--rows", "4000", "--workdir", str(tmp_path), "--json"])
-    out = capsys.readouterr().out
+def _demo(workdir, capsys) -> tuple[int, str]:
+    code = main(["--repo", str(REPO), "demo", "--epochs", "1", "--rows", "4000", "--workdir", str(workdir), "--json"])
+    return code, capsys.readouterr().out
+
+
+def test_demo_runs_the_whole_loop_and_prints_the_same_metrics_every_time(tmp_path, capsys):
+    code, out = _demo(tmp_path / "a", capsys)
     assert code == 0, out
     assert "test metrics per event" in out and "capacity:" in out and "export:" in out
-    assert (tmp_path / "demo_ctr" / "runs" / "demo" / "model.pt2").is_file()
-    assert (tmp_path / "demo_ctr" / "runs" / "demo" / "best.pt").is_file()
+    assert (tmp_path / "a" / "demo_ctr" / "runs" / "demo" / "model.pt2").is_file()
+    assert (tmp_path / "a" / "demo_ctr" / "runs" / "demo" / "best.pt").is_file()
+    again_code, again = _demo(tmp_path / "b", capsys)
+    assert again_code == 0
+    first, second = (json.loads(text[text.index("\n{") :]) for text in (out, again))
+    assert first["test"] == second["test"] and first["train"]["steps"] == second["train"]["steps"]

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import SmtError
 from ..new import new_package
+from ..template import TemplateRepo, questions
 from ._common import parse_data, repo_of
 
 HELP = "create a model package from the template (same result as copier copy)"
 
 
+SHORTCUTS = {"events": str, "interaction": str, "towers": str, "embedding_dim": int, "description": str}
+
+
 def register(p) -> None:
+    asked = _questions()
     p.add_argument("name", help="package/import name, lower snake-case")
-    p.add_argument("--events", help="comma-separated label columns, one head each (default: label)")
-    p.add_argument("--interaction", help="concat | dot | dcn_v2")
-    p.add_argument("--towers", help="single | shared_bottom | mmoe")
-    p.add_argument("--embedding-dim", type=int, dest="embedding_dim")
-    p.add_argument("--description")
-    p.add_argument("--data", action="append", default=[], metavar="KEY=VALUE", help="any template answer (YAML)")
+    for key, kind in SHORTCUTS.items():
+        flag = "--" + key.replace("_", "-")
+        p.add_argument(flag, type=kind, dest=key, help=_help(asked.get(key, {}), key))
+    others = ", ".join(sorted(set(asked) - set(SHORTCUTS) - {"name"})) or "see copier.yml"
+    p.add_argument(
+        "--data", action="append", default=[], metavar="KEY=VALUE", help=f"any template answer, as YAML: {others}"
+    )
     p.add_argument("--dest", help="target directory (default: generated/NAME)")
     p.add_argument("--ref", help="template version: tag or commit (default: latest release tag, else HEAD)")
     p.add_argument("--features", help="a features.yaml to start from instead of the template's example")
@@ -45,5 +52,31 @@ def run(args, console) -> int:
         f"in {created.seconds:.2f} s"
     )
     console.print(f"answers: {answers}")
-    console.print(f"next: cd {created.path} && python -m {args.name} synth --rows 20000 --out data/train.parquet")
+    console.print(
+        f"next: pip install -e {created.path} && cd {created.path} && "
+        f"python -m {args.name} synth --rows 20000 --out data/train.parquet"
+    )
     return 0
+
+
+def _questions() -> dict:
+    """The template's questions, for the help text: the repository of the current directory, else this tool's."""
+    for start in (None, Path(__file__).resolve().parents[2]):
+        try:
+            return questions(TemplateRepo.find(start).root)
+        except SmtError:
+            continue
+    return {}
+
+
+def _help(question: dict, key: str) -> str:
+    """A question's help, choices and default as copier.yml gives them (one source; never written twice)."""
+    text = str(question.get("help", key)).replace("%", "%%")
+    if key == "events":
+        text += "; here comma-separated, e.g. click,conversion"
+    if question.get("choices"):
+        text += f" (one of: {', '.join(map(str, question['choices']))})"
+    default = question.get("default")
+    if default is not None and "{" not in str(default):
+        text += f" [default: {default}]"
+    return text
