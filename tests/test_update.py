@@ -57,3 +57,26 @@ def test_new_question_with_default_reaches_the_package_on_update(template_repo):
     assert result.returncode == 0, result.stderr
     assert (package / "OWNERS").read_text() == "ads-ranking\n"
     assert yaml.safe_load((package / ".copier-answers.yml").read_text())["owner_team"] == "ads-ranking"
+
+
+def test_the_readme_plain_copier_path_never_records_a_phantom_commit(template_repo):
+    """With untracked files in the clone, an implicit HEAD makes copier record a commit that does not exist;
+    the README's `--vcs-ref "$(git rev-parse HEAD)"` records the real one, and `smt check` passes."""
+    from scaffold.check import check_fleet
+
+    git(template_repo, "tag", "-d", "v1")  # like main: no release tags, the template version is HEAD
+    repo = TemplateRepo.find(template_repo)
+    new_package(repo, "ctr_a")
+    commit_all(template_repo, "add ctr_a")
+    metrics = template_repo / "template_repo" / "src" / "{{ name }}" / "metrics.py"
+    _edit(metrics, "EPS = 1e-7\n", "EPS = 1e-6\n")
+    commit_all(template_repo, "template: EPS")
+    (template_repo / "scratch.txt").write_text("an untracked file elsewhere in the clone\n")
+    head = git(template_repo, "rev-parse", "HEAD").strip()
+    done = run_tool("copier", "update", "-q", "--defaults", "--vcs-ref", head, "generated/ctr_a", cwd=template_repo)
+    assert done.returncode == 0, done.stderr
+    recorded = yaml.safe_load((template_repo / "generated/ctr_a/.copier-answers.yml").read_text())["_commit"]
+    assert repo.resolve(recorded) == head
+    git(template_repo, "add", "-A", "generated/ctr_a")
+    commit_all(template_repo, "ctr_a: updated with plain copier")
+    assert check_fleet(repo) == []
