@@ -79,6 +79,7 @@ def test_features_declare_the_task_columns(name):
     assert declared == TASKS[name]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", PACKAGES)
 def test_package_passes_its_own_tests(name):
     result = run_package_tests(FLEET / name, "-m", "not slow")

@@ -36,6 +36,7 @@ def test_answer_variant_rerenders_and_keeps_model_owned_files(template_repo):
     assert 'mlp_block="plain"' in (package.path / "src" / "ctr_a" / "spec.py").read_text()
 
 
+@pytest.mark.slow
 def test_bench_quality_end_to_end_on_synthetic_task_files(template_repo, tmp_path, capsys):
     repo = TemplateRepo.find(template_repo)
     package = new_package(repo, "ctr_a").path
@@ -121,6 +122,7 @@ def test_previous_version_is_the_package_as_committed_at_a_ref(template_repo):
             pass
 
 
+@pytest.mark.slow
 def test_bench_quality_with_previous_version_baseline_lightgbm_and_plot(template_repo, tmp_path, capsys):
     repo = TemplateRepo.find(template_repo)
     package = new_package(repo, "ctr_a").path

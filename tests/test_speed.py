@@ -30,6 +30,7 @@ def test_normalized_entropy_of_the_peer_runner():
     assert normalized_entropy(labels, np.array([0.1, 0.2, 0.8, 0.9])) < 0.5
 
 
+@pytest.mark.slow
 def test_bench_speed_trains_a_package_and_writes_table_and_json(tmp_path, template_repo):
     out = tmp_path / "speed"
     args = ["smt", "bench", "speed", "--rows", "6000", "--cap", "300", "--interactions", "dcn_v2", "--peers", ""]

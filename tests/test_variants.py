@@ -53,7 +53,12 @@ def template_dir(tmp_path_factory):
     return copy_template(tmp_path_factory.mktemp("template"))
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=_id)
+QUICK = {"concat-single-1ev", "dcn_v2-mmoe-2ev", "dot-ple-3ev-qr"}  # the rest only in the full run (slow)
+
+
+@pytest.mark.parametrize(
+    "variant", [pytest.param(v, marks=() if _id(v) in QUICK else pytest.mark.slow) for v in VARIANTS], ids=_id
+)
 def test_variant_is_formatted_and_passes_its_own_tests(variant, template_dir, tmp_path):
     name = "pkg_" + _id(variant).replace("-", "_")
     package = render_answers(template_dir, {"name": name, **variant}, tmp_path / name)
