@@ -169,6 +169,14 @@ def test_flops_budget_sizes_the_model_within_two_percent():
         fit_to_budget(dataclasses.replace(SPEC, flops_budget=10), sizes)
 
 
+def test_wide_probes_count_the_same_flops_on_the_meta_device():
+    from movielens_like.budget import _count
+
+    sizes = FeatureSizes((10, 20, 30), (7,), 3)
+    wide = dataclasses.replace(SPEC, width_multiplier=6.0)
+    assert _count(wide, sizes, torch.device("meta")) == _count(wide, sizes, torch.device("cpu"))
+
+
 def test_bucketized_dense_and_missing_indicators_are_encoded_from_train():
     import pyarrow as pa
 

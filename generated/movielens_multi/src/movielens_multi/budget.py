@@ -21,19 +21,36 @@ TOLERANCE = 0.02
 PROBE_BATCH = 8
 
 
+META_ABOVE = 4.0  # probes wider than this count on the meta device: shapes only, nothing allocated
+
+
 def dense_flops(spec: ModelSpec, sizes) -> float:
-    """Dense FLOPs per example of the model ``spec`` builds for ``sizes`` (tables shrunk: they cost 0 FLOPs)."""
+    """Dense FLOPs per example of the model ``spec`` builds for ``sizes`` (tables shrunk: they cost 0 FLOPs).
+
+    FLOPs depend on shapes alone, so wide probes are built on the ``meta`` device (a 64× model would
+    otherwise allocate and initialise gigabytes just to be counted); the count is the same on either device.
+    """
+    if spec.width_multiplier > META_ABOVE:
+        try:
+            return _count(spec, sizes, torch.device("meta"))
+        except (NotImplementedError, RuntimeError):  # an op without a meta kernel: count on the CPU
+            pass
+    return _count(spec, sizes, torch.device("cpu"))
+
+
+def _count(spec: ModelSpec, sizes, device: torch.device) -> float:
     from .model import FeatureSizes, RankingModel
 
     probe = FeatureSizes(tuple(2 for _ in sizes.sparse), tuple(2 for _ in sizes.multi_hot), sizes.num_dense)
-    model = RankingModel(dataclasses.replace(spec, flops_budget=0), probe).eval()
-    inputs = (
-        torch.zeros((PROBE_BATCH, len(probe.sparse)), dtype=torch.long),
-        torch.zeros((PROBE_BATCH, probe.num_dense)),
-        [torch.ones((PROBE_BATCH, 1), dtype=torch.long) for _ in probe.multi_hot],
-    )
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(*inputs)
+    with device:
+        model = RankingModel(dataclasses.replace(spec, flops_budget=0), probe).eval()
+        inputs = (
+            torch.zeros((PROBE_BATCH, len(probe.sparse)), dtype=torch.long),
+            torch.zeros((PROBE_BATCH, probe.num_dense)),
+            [torch.ones((PROBE_BATCH, 1), dtype=torch.long) for _ in probe.multi_hot],
+        )
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(*inputs)
     return counter.get_total_flops() / PROBE_BATCH
 
 
