@@ -79,11 +79,17 @@ def test_features_declare_the_task_columns(name):
     assert declared == TASKS[name]
 
 
-@pytest.mark.slow
+# What differs per package is tested per package: its model-owned tests (test_local.py) and the end-to-end
+# run through its own CLI on its own features.yaml and answers (test_cli.py). What every package shares is
+# tested once, by the variant matrix (test_variants.py), and template-owned files equal a fresh render (above).
+PER_PACKAGE = ("tests/test_local.py", "tests/test_cli.py")
+
+
 @pytest.mark.parametrize("name", PACKAGES)
-def test_package_passes_its_own_tests(name):
-    result = run_package_tests(FLEET / name, "-m", "not slow")
+def test_package_passes_its_own_model_specific_tests(name):
+    result = run_package_tests(FLEET / name, *PER_PACKAGE, "-m", "not slow")
     assert result.returncode == 0, result.stdout[-3000:]
+    assert " passed" in result.stdout
 
 
 @pytest.mark.skipif(not CRITEO_SAMPLE.is_file(), reason="shared/data/criteo is not beside this checkout")
