@@ -69,7 +69,11 @@ def _check_package(repo: TemplateRepo, package: Package, target: str, target_dir
     if recorded is None and not _git.is_shallow(repo.root):
         return [*problems, Problem(package.name, _unknown_version(package))]
     if recorded is not None and recorded != target and repo.changed_between(recorded, target):
-        return [*problems, Problem(package.name, f"behind: at {package.version}; run `smt sync {package.name}`")]
+        if _git.is_ancestor(repo.root, target, recorded):
+            what = f"ahead of the latest release: at {package.version}; cut a release (`smt release`) for it"
+        else:
+            what = f"behind: at {package.version}; run `smt sync {package.name}`"
+        return [*problems, Problem(package.name, what)]
     with tempfile.TemporaryDirectory(prefix="smt-check-") as tmp:
         rendered = render_answers(target_dir, package.answers, Path(tmp) / package.name)
         drift = compare_to_render(package.path, rendered, model_owned_patterns(target_dir, package.answers))
