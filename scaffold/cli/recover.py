@@ -25,15 +25,7 @@ def run(args, console) -> int:
     repo = repo_of(args)
     with fleet_lock(repo.root, "smt recover"):
         done = recover_fleet(git_roots(repo, fleet_of(args)), force=args.force)
-    rows = [
-        {
-            "package": str(d.pending.package_dir),
-            "outcome": d.outcome,
-            "files": sorted(d.pending.files),
-            "rescued": d.rescued,
-        }
-        for d in done
-    ]
+    rows = [_row(d) for d in done]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
