@@ -111,7 +111,7 @@ class FeatureSchema:
 
     def layout_fingerprint(self) -> str:
         """A short hash of the whole schema, file layout included (what encoding a file depends on)."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        return _short_hash(self.to_dict())
 
 
 LAYOUT_KEYS = ("file_columns",)
@@ -119,8 +119,11 @@ LAYOUT_KEYS = ("file_columns",)
 
 def model_fingerprint(schema_dict: dict) -> str:
     """The fingerprint of a schema as stored in a checkpoint's meta (see FeatureSchema.fingerprint)."""
-    relevant = {k: v for k, v in schema_dict.items() if k not in LAYOUT_KEYS}
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+    return _short_hash({k: v for k, v in schema_dict.items() if k not in LAYOUT_KEYS})
+
+
+def _short_hash(data: dict) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def load_schema(path: str | Path) -> FeatureSchema:

@@ -120,16 +120,18 @@ def train(
         if hasattr(model, "logit_shift"):
             model.logit_shift.copy_(torch.log(kept_negatives))  # He et al. 2014 correction, applied in eval only
         run = _Run(config, meta, out, model, world)
-        run.progress_lines = show_progress is None and not _show(None) and world.is_main
         if resumed is not None:
             run.restore(resumed)
-        return run.fit(source, valid_data, stop_after, _show(show_progress) and world.is_main)
+        return run.fit(source, valid_data, stop_after, _progress_mode(show_progress) if world.is_main else "off")
     finally:
         dist.close_world(world)
 
 
-def _show(flag: bool | None) -> bool:
-    return sys.stderr.isatty() if flag is None else flag
+def _progress_mode(show_progress: bool | None) -> str:
+    """The progress display: "bar" (asked for, or on a terminal), "lines" (plain lines on stderr), or "off"."""
+    if show_progress is None:
+        return "bar" if sys.stderr.isatty() else "lines"
+    return "bar" if show_progress else "off"
 
 
 PROGRESS_SECONDS = 10.0  # without a terminal, a progress line on stderr at most this often (and per evaluation)
@@ -137,9 +139,6 @@ PROGRESS_SECONDS = 10.0  # without a terminal, a progress line on stderr at most
 
 class _Run:
     """One training run's mutable state: model, optimizers, progress, log."""
-
-    progress_lines = False  # plain progress lines on stderr (when not on a terminal and not --quiet)
-    _line_at = 0.0
 
     def __init__(self, config: TrainConfig, meta: dict, out: Path, model: torch.nn.Module, world=dist.SINGLE):
         self.config, self.meta, self.out, self.world = config, meta, out, world
@@ -167,6 +166,7 @@ class _Run:
             compile_dense_stages(model)
         self.progress = Progress()
         self.saved_at = 0.0  # train seconds at the last resumable checkpoint
+        self.progress_lines, self._line_at = False, 0.0  # plain progress lines on stderr (set by fit)
         if world.is_main:
             out.mkdir(parents=True, exist_ok=True)
 
@@ -179,12 +179,17 @@ class _Run:
         self.saved_at = self.progress.train_seconds
         torch.set_rng_state(payload["rng"])
 
-    def fit(self, source, valid_data, stop_after: int | None, show: bool) -> dict:
-        """Train on batches from ``source`` (InMemoryBatches or StreamedBatches, see stream.py)."""
+    def fit(self, source, valid_data, stop_after: int | None, progress: str) -> dict:
+        """Train on batches from ``source`` (InMemoryBatches or StreamedBatches, see stream.py).
+
+        ``progress``: "bar" (tqdm), "lines" (a plain line on stderr every PROGRESS_SECONDS and per evaluation)
+        or "off".
+        """
         c, p = self.config, self.progress
         steps_per_epoch = math.ceil(len(source) / c.batch_size)
         total = c.epochs * steps_per_epoch
-        bar = tqdm(total=total, initial=p.step, disable=not show, unit="step", dynamic_ncols=True)
+        self.progress_lines, self._line_at = progress == "lines", 0.0
+        bar = tqdm(total=total, initial=p.step, disable=progress != "bar", unit="step", dynamic_ncols=True)
         started = time.perf_counter() - p.train_seconds
         try:
             while p.step < total and not p.done:

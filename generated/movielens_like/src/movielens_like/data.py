@@ -36,10 +36,11 @@ def read_table(path: str | Path, schema: FeatureSchema, require_labels: bool = T
     if path.stat().st_size == 0:
         raise DataError(f"data file {path} is empty")
     suffix = path.suffix.lower()
+    header_less = False
     if suffix in PARQUET_SUFFIXES:
         table = _read_parquet(path)
     elif suffix in DELIMITED_SUFFIXES:
-        table = _read_delimited(path, schema)
+        table, header_less = _read_delimited(path, schema)
     else:
         raise DataError(f"data file {path}: unknown format '{suffix}'; use .parquet, .csv, .tsv or .txt")
     if table.num_rows == 0:
@@ -54,7 +55,7 @@ def read_table(path: str | Path, schema: FeatureSchema, require_labels: bool = T
         if require_labels:
             _check_labels(table, schema, path)
     except DataError as exc:
-        if table.schema.metadata and b"smt-header-less" in table.schema.metadata and not schema.file_columns:
+        if header_less and not schema.file_columns:
             raise DataError(f"{exc} ({HEADER_LESS_HINT})") from None
         raise
     return table
@@ -67,8 +68,11 @@ def _read_parquet(path: Path) -> pa.Table:
         raise DataError(f"data file {path} is not readable Parquet ({_first_line(exc)})") from None
 
 
-def _read_delimited(path: Path, schema: FeatureSchema) -> pa.Table:
-    """CSV with a header, or a header-less file whose columns are the schema's ``file_columns``."""
+def _read_delimited(path: Path, schema: FeatureSchema) -> tuple[pa.Table, bool]:
+    """CSV with a header, or a header-less file whose columns are the schema's ``file_columns``.
+
+    Returns the table and whether the file had no header (its columns were then named by position).
+    """
     with path.open("r", errors="replace") as fh:
         first = fh.readline().rstrip("\r\n")
     delimiter = "\t" if "\t" in first else ","
@@ -91,7 +95,7 @@ def _read_delimited(path: Path, schema: FeatureSchema) -> pa.Table:
             parse_options=pcsv.ParseOptions(delimiter=delimiter),
             convert_options=convert,
         )
-        return table if has_header else table.replace_schema_metadata({"smt-header-less": "1"})
+        return table, not has_header
     except pa.ArrowInvalid as exc:
         raise DataError(f"data file {path} could not be parsed ({_first_line(exc)})") from None
 
