@@ -113,7 +113,7 @@ class Transaction:
             raise SmtError(f"a sync journal is already open in {directory}; run `smt recover` first")
         shutil.rmtree(directory, ignore_errors=True)  # backups of a transaction that never got its journal
         (directory / "old").mkdir(parents=True)
-        package_dir = root / package if package != "." else root
+        package_dir = Pending(root, package, {}).package_dir
         files: dict[str, Change] = {}
         for rel in sorted({*writes, *deletes}):
             path = package_dir / rel

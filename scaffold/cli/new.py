@@ -34,7 +34,7 @@ def run(args, console) -> int:
     data = parse_data(args.data)
     if args.events:
         data["events"] = [e.strip() for e in args.events.split(",") if e.strip()]
-    for key in ("interaction", "towers", "embedding_dim", "description"):
+    for key in [k for k in SHORTCUTS if k != "events"]:
         if getattr(args, key) is not None:
             data[key] = getattr(args, key)
     repo = repo_of(args)
