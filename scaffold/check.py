@@ -66,7 +66,7 @@ def _check_package(repo: TemplateRepo, package: Package, target: str, target_dir
         what = f"{len(dirty)} uncommitted file(s) ({', '.join(dirty[:3])}); commit them: the fleet is what is committed"
         problems.append(Problem(package.name, what))
     recorded = repo.resolve(package.version) if package.version else None
-    if recorded is None and not _git.is_shallow(repo.root):
+    if recorded is None and not _tagless_clone(repo, package):
         return [*problems, Problem(package.name, _unknown_version(package))]
     if recorded is not None and recorded != target and repo.changed_between(recorded, target):
         if _git.is_ancestor(repo.root, target, recorded):
@@ -86,6 +86,13 @@ def _check_package(repo: TemplateRepo, package: Package, target: str, target_dir
         detail = ", ".join(f"{d.path} ({d.kind})" for d in undeclared[:5])
         problems.append(Problem(package.name, f"undeclared drift in template-owned files: {detail}"))
     return problems
+
+
+def _tagless_clone(repo: TemplateRepo, package: Package) -> bool:
+    """A shallow clone, or a clone without tags asked about a release: the version may exist upstream."""
+    if _git.is_shallow(repo.root):
+        return True
+    return not _git.looks_like_commit(str(package.version)) and _git.latest_version_tag(repo.root) is None
 
 
 def _unknown_version(package: Package) -> str:

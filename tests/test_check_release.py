@@ -72,6 +72,9 @@ def test_a_clone_without_tags_is_checked_against_the_template(repo, tmp_path):
     metrics = clone / "generated" / "ctr_a" / "src" / "ctr_a" / "metrics.py"
     metrics.write_text(metrics.read_text() + "# edited\n")
     assert {p.package for p in check_fleet(TemplateRepo.find(clone))} == {"ctr_a"}
+    full = tmp_path / "full"  # a full clone that left the tags behind (some CI checkouts do)
+    git(tmp_path, "clone", "-q", "--no-tags", f"file://{repo.root}", str(full))
+    assert check_fleet(TemplateRepo.find(full)) == []
 
 
 def test_uncommitted_packages_and_phantom_versions_fail(repo):
