@@ -28,6 +28,7 @@ from pathlib import Path
 import yaml
 
 from . import _copier, _faults, _git, journal, migrations, runner
+from ._git import RELEASE_TAG
 from .errors import InvalidAnswers, SmtError, TemplateDirty
 from .fleet import Package, discover, git_roots
 from .lock import fleet_lock
@@ -200,13 +201,18 @@ def _triage(repo, package: Package, target_sha: str, target_version: str, overri
         return base
     elif sha != target_sha and not _git.is_ancestor(repo.root, sha, target_sha):
         base.result, base.reason = REFUSED, f"{target_version} is not newer than {package.version}; no downgrades"
-    elif not changes_answers and not repo.changed_between(sha, target_sha):
+    elif not changes_answers and not repo.changed_between(sha, target_sha) and not _repins(package, target_version):
         return base  # same template tree: a later commit elsewhere in the repository is not a new version
     elif _git.dirty_paths(package.git_root, package.git_relpath):
         base.result, base.reason = REFUSED, "uncommitted changes in the package; commit or stash them first"
     else:
         return None
     return base
+
+
+def _repins(package: Package, target_version: str) -> bool:
+    """A release names the tree the package already has: record it (copier's migrations need release names)."""
+    return bool(RELEASE_TAG.match(target_version)) and package.version != target_version
 
 
 def _plan_all(jobs_list: list[_Job], jobs: int | None):

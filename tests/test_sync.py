@@ -349,3 +349,14 @@ def test_fleet_of_separate_repositories_listed_in_a_fleet_file(template_repo, tm
     fleet.write_text("packages: [repos/nowhere]\n")
     with pytest.raises(Exception, match="not packages"):
         sync_fleet(repo, fleet_file=fleet)
+
+
+def test_a_release_of_the_same_tree_is_recorded_without_other_changes(fleet_repo):
+    before = tree_files(fleet_repo / "generated" / "ctr_a")
+    (fleet_repo / "NOTES.md").write_text("outside the template\n")
+    _release(fleet_repo, "v2", "not a template change")
+    results = sync_fleet(TemplateRepo.find(fleet_repo), run_tests=False)
+    assert {(r.result, r.to_version) for r in results} == {("updated", "v2")}
+    after = tree_files(fleet_repo / "generated" / "ctr_a")
+    assert [rel for rel in after if after[rel] != before[rel]] == [".copier-answers.yml"]
+    assert yaml.safe_load(after[".copier-answers.yml"])["_commit"] == "v2"
