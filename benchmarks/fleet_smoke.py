@@ -17,7 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from scaffold import TemplateRepo, discover, new_package, runner
+from scaffold import TemplateRepo, discover, new_package
+from scaffold.package_cli import PackageCLI, mean_ne
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -48,28 +49,15 @@ def time_smt_new(repo: TemplateRepo, answers: dict, repeats: int) -> float:
 
 
 def smoke_train(package: Path, rows: int, epochs: int) -> dict:
+    cli = PackageCLI(package)
     with tempfile.TemporaryDirectory() as tmp:
         train, valid, run = Path(tmp) / "train.parquet", Path(tmp) / "valid.parquet", Path(tmp) / "run"
-        runner.check_cli(package, "synth", "--rows", str(rows), "--out", str(train), "--seed", "1")
-        runner.check_cli(package, "synth", "--rows", str(rows // 4), "--out", str(valid), "--seed", "2")
-        summary = json.loads(
-            runner.check_cli(
-                package,
-                "train",
-                "--train",
-                str(train),
-                "--valid",
-                str(valid),
-                "--out",
-                str(run),
-                "--quiet",
-                f"epochs={epochs}",
-                "patience=0",
-            )
-        )
-        capacity = json.loads(runner.check_cli(package, "capacity", "--checkpoint", str(run), "--json"))
-    ne = statistics.mean(m["ne"] for m in summary["valid"].values())
-    return {"samples_per_second": summary["samples_per_second"], "valid_mean_ne": ne, **capacity}
+        cli.synth(train, rows, seed=1)
+        cli.synth(valid, rows // 4, seed=2)
+        summary = cli.train(train, valid, run, [f"epochs={epochs}", "patience=0"])
+        capacity = cli.capacity(run)
+    valid_ne = mean_ne(summary.valid)
+    return {"samples_per_second": summary.samples_per_second, "valid_mean_ne": valid_ne, **capacity.to_dict()}
 
 
 def main() -> None:

@@ -94,7 +94,10 @@ def profile(package: Path, batch: int, steps: int = 20) -> None:
 
     sys.path.insert(0, str(package / "src"))
     name = package.name
-    mod = {m: importlib.import_module(f"{name}.{m}") for m in ("cache", "schema", "config", "model", "spec", "train")}
+    mod = {
+        m: importlib.import_module(f"{name}.{m}")
+        for m in ("cache", "schema", "config", "model", "builder", "spec", "train")
+    }
     data_dir = Path(os.environ["DATA"])
     schema = mod["schema"].load_schema(data_dir / "features.yaml")
     pre, data = mod["cache"].encode_file(data_dir / "train.parquet", schema)
@@ -102,7 +105,7 @@ def profile(package: Path, batch: int, steps: int = 20) -> None:
     sizes = mod["model"].FeatureSizes(tuple(sparse), tuple(multi), schema.dense_width)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     config = mod["config"].config_from_dict({"batch_size": batch, "device": device})
-    run = mod["train"]._Run(config, {}, Path("/tmp/profile-run"), mod["model"].build_model(mod["spec"].SPEC, sizes))
+    run = mod["train"]._Run(config, {}, Path("/tmp/profile-run"), mod["builder"].build_model(mod["spec"].SPEC, sizes))
     gpu = mod["train"].stage_on_device(data, run.device)
     batches = [gpu.rows(torch.randint(0, len(gpu), (batch,), device=run.device)) for _ in range(steps + 5)]
     for b in batches[:5]:

@@ -6,21 +6,49 @@ demo also proves that a package stands alone.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from . import runner
 from .new import new_package
+from .package_cli import Capacity, EventMetrics, ExportResult, PackageCLI, TrainResult
 from .template import TemplateRepo
 
 DEMO_NAME = "demo_ctr"
 DEMO_ANSWERS = {"events": ["click", "conversion"], "interaction": "dcn_v2", "towers": "mmoe"}
 
 
-def run_demo(repo: TemplateRepo, workdir: Path, epochs: int = 3, rows: int = 100_000, echo: Callable = print) -> dict:
-    """Run the loop in ``workdir`` (replaced if present) and return every result as a dict.
+@dataclass(frozen=True)
+class DemoResult:
+    package: Path
+    answers: dict
+    smt_new_seconds: float
+    train: TrainResult
+    test: dict[str, EventMetrics]
+    export: ExportResult
+    capacity: Capacity
+
+    def to_dict(self) -> dict:
+        return {
+            "package": str(self.package),
+            "answers": self.answers,
+            "smt_new_seconds": round(self.smt_new_seconds, 3),
+            "train": {
+                **{f.name: getattr(self.train, f.name) for f in dataclasses.fields(self.train) if f.name != "valid"},
+                "valid": {e: m.to_dict() for e, m in self.train.valid.items()},
+            },
+            "test": {e: m.to_dict() for e, m in self.test.items()},
+            "export": dict(self.export.raw),
+            "capacity": self.capacity.to_dict(),
+        }
+
+
+def run_demo(
+    repo: TemplateRepo, workdir: Path, epochs: int = 3, rows: int = 100_000, echo: Callable = print
+) -> DemoResult:
+    """Run the loop in ``workdir`` (replaced if present).
 
     Bounded by epochs, never by wall time: the same machine prints the same metrics on every run (seeded data,
     seeded model, a data order that depends only on the seed).
@@ -31,36 +59,15 @@ def run_demo(repo: TemplateRepo, workdir: Path, epochs: int = 3, rows: int = 100
     dirty = bool(repo.dirty_files())
     echo(f"1/5 smt new {DEMO_NAME} " + ("(uncommitted template: rendering the working tree)" if dirty else ""))
     created = new_package(repo, DEMO_NAME, dict(DEMO_ANSWERS), dest=dest, from_working_tree=dirty)
-    data = dest / "data"
+    cli, data = PackageCLI(dest), dest / "data"
     echo(f"2/5 synth: {rows:,} train, {rows // 5:,} valid and {rows // 5:,} test rows")
     for split, n, seed in (("train", rows, 1), ("valid", rows // 5, 2), ("test", rows // 5, 3)):
-        runner.check_cli(dest, "synth", "--rows", str(n), "--out", str(data / f"{split}.parquet"), "--seed", str(seed))
+        cli.synth(data / f"{split}.parquet", n, seed)
     echo(f"3/5 train for up to {epochs} epoch(s) (early stopping on validation NE)")
     run = dest / "runs" / "demo"
-    train = json.loads(
-        runner.check_cli(
-            dest,
-            "train",
-            *("--train", str(data / "train.parquet"), "--valid", str(data / "valid.parquet"), "--out", str(run)),
-            f"epochs={epochs}",
-            capture_stderr=False,
-        )
-    )
+    train = cli.train(data / "train.parquet", data / "valid.parquet", run, [f"epochs={epochs}"], quiet=False)
     echo("4/5 evaluate on the test split")
-    test = json.loads(
-        runner.check_cli(dest, "evaluate", "--checkpoint", str(run), "--data", str(data / "test.parquet"), "--json")
-    )
+    test = cli.evaluate(run, data / "test.parquet")
     echo("5/5 export with torch.export (parity + latency) and capacity")
-    export = json.loads(
-        runner.check_cli(dest, "export", "--checkpoint", str(run), "--out", str(run / "model.pt2"), "--json")
-    )
-    capacity = json.loads(runner.check_cli(dest, "capacity", "--checkpoint", str(run), "--json"))
-    return {
-        "package": str(created.path),
-        "answers": DEMO_ANSWERS,
-        "smt_new_seconds": round(created.seconds, 3),
-        "train": train,
-        "test": test["events"],
-        "export": export,
-        "capacity": capacity,
-    }
+    export = cli.export(run, run / "model.pt2")
+    return DemoResult(created.path, DEMO_ANSWERS, created.seconds, train, test.events, export, cli.capacity(run))

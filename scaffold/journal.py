@@ -21,6 +21,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from . import _atomic, _faults, _git
@@ -30,6 +31,14 @@ DIRECTORY = "smt-sync"
 JOURNAL = "journal.json"
 LEGACY_JOURNAL = "smt-sync.json"  # smt before the journal recorded files: it named the package only
 RESCUE_DIRECTORY = "smt-rescued"
+
+
+class FileState(StrEnum):
+    """A journaled file after a kill: the old bytes, the new bytes, or neither (edited since)."""
+
+    OLD = "old"
+    NEW = "new"
+    CHANGED = "changed"
 
 
 class RecoveryBlocked(SmtError):
@@ -167,22 +176,24 @@ def recover(root: Path, force: bool = False) -> Recovered | None:
         shutil.rmtree(_dir(root), ignore_errors=True)  # backups of a transaction that never got its journal
         return None
     states = _states(open_tx)
-    if all(state == "new" for state in states.values()) and _staged(open_tx):
+    if all(state == FileState.NEW for state in states.values()) and _staged(open_tx):
         _close(root)
         return Recovered(open_tx, "completed", [])
-    if all(state == "old" for state in states.values()):
+    if all(state == FileState.OLD for state in states.values()):
         _remove_temporaries(open_tx)
         _close(root)
         return Recovered(open_tx, "untouched", [])
     return _roll_back(open_tx, force)
 
 
-def _states(tx: Pending) -> dict[str, str]:
-    """Per file: "old", "new", or "changed" (neither: someone edited it after the kill)."""
+def _states(tx: Pending) -> dict[str, FileState]:
+    """Per file: its FileState."""
     states = {}
     for rel, change in tx.files.items():
         current = _current(tx.package_dir / rel)
-        states[rel] = "old" if current == change.old else "new" if current == change.new else "changed"
+        states[rel] = (
+            FileState.OLD if current == change.old else FileState.NEW if current == change.new else FileState.CHANGED
+        )
     return states
 
 
@@ -198,7 +209,7 @@ def _staged(tx: Pending) -> bool:
 
 def _roll_back(tx: Pending, force: bool) -> Recovered:
     states = _states(tx)
-    changed = sorted(rel for rel, state in states.items() if state == "changed")
+    changed = sorted(rel for rel, state in states.items() if state == FileState.CHANGED)
     if changed and not force:
         shown = ", ".join(changed[:3]) + (" …" if len(changed) > 3 else "")
         raise RecoveryBlocked(
@@ -208,7 +219,7 @@ def _roll_back(tx: Pending, force: bool) -> Recovered:
         )
     rescued = _rescue(tx, changed) if changed else []
     backups = _dir(tx.root) / "old"
-    for k, rel in enumerate(sorted(rel for rel, state in states.items() if state != "old"), start=1):
+    for k, rel in enumerate(sorted(rel for rel, state in states.items() if state != FileState.OLD), start=1):
         path, old = tx.package_dir / rel, tx.files[rel].old
         if old is None:
             path.unlink(missing_ok=True)

@@ -46,7 +46,7 @@ def new_package(
     if dest.exists() and any(dest.iterdir()):
         raise PackageExists(f"{dest} already exists; pick another name or --dest, or delete it first")
     feature_text = _read_features(features) if features else None
-    check_answer_keys(repo.root, data or {}, "--data")
+    check_answer_keys(repo.root, data or {}, "--set")
     answers = {**(data or {}), "name": name}
     if from_working_tree:
         ref = None

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import yaml
 
-from . import _git, runner
+from . import _git
 from .datasets.tasks import ALIASES
 from .errors import SmtError
 from .fleet import Package, load_package
+from .package_cli import Capacity, EventMetrics, PackageCLI, mean_ne
 from .status import render_answers
 from .template import TemplateRepo, is_model_owned, model_owned_patterns, questions
 
@@ -33,15 +34,23 @@ class Run:
     package: str
     variant: str
     seed: int
-    test: dict  # event → metrics
+    test: dict[str, EventMetrics]
     train_seconds: float
     steps: int
-    capacity: dict
-    valid: dict = field(default_factory=dict)  # event → metrics at the best validation step (smt runs)
+    capacity: Capacity | None  # None for peers
+    valid: dict[str, EventMetrics] = field(default_factory=dict)  # at the best validation step (smt runs)
 
     @property
     def mean_ne(self) -> float:
-        return statistics.mean(m["ne"] for m in self.test.values())
+        return mean_ne(self.test)
+
+    def to_dict(self) -> dict:
+        return {
+            **{k: getattr(self, k) for k in ("package", "variant", "seed", "train_seconds", "steps")},
+            "test": {e: m.to_dict() for e, m in self.test.items()},
+            "valid": {e: m.to_dict() for e, m in self.valid.items()},
+            "capacity": self.capacity.to_dict() if self.capacity else {},
+        }
 
 
 @dataclass
@@ -51,7 +60,7 @@ class Summary:
     runs: list[Run] = field(default_factory=list)
 
     def stat(self, key: str) -> tuple[float, float]:
-        values = [statistics.mean(m[key] for m in r.test.values()) for r in self.runs]
+        values = [statistics.mean(getattr(m, key) for m in r.test.values()) for r in self.runs]
         return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
@@ -68,20 +77,14 @@ def task_dir(data_root: Path, package: Package) -> Path:
 
 
 def run_once(package: Package, data: Path, seed: int, overrides: list[str], variant: str) -> Run:
+    """Train ``package`` on the task in ``data`` through its own CLI; test metrics, cost and capacity."""
+    cli = PackageCLI(package.path)
     with tempfile.TemporaryDirectory(prefix="smt-quality-") as tmp:
         out = Path(tmp) / "run"
-        args = ["--train", str(data / "train.parquet"), "--valid", str(data / "valid.parquet"), "--out", str(out)]
-        summary = json.loads(runner.check_cli(package.path, "train", *args, "--quiet", f"seed={seed}", *overrides))
-        test = json.loads(
-            runner.check_cli(
-                package.path, "evaluate", "--checkpoint", str(out), "--data", str(data / "test.parquet"), "--json"
-            )
-        )
-        capacity = json.loads(runner.check_cli(package.path, "capacity", "--checkpoint", str(out), "--json"))
-    return Run(
-        package.name, variant, seed, test["events"], summary["train_seconds"], summary["steps"], capacity,
-        summary["valid"],
-    )  # fmt: skip
+        trained = cli.train(data / "train.parquet", data / "valid.parquet", out, [f"seed={seed}", *overrides])
+        test = cli.evaluate(out, data / "test.parquet")
+        capacity = cli.capacity(out)
+    return Run(package.name, variant, seed, test.events, trained.train_seconds, trained.steps, capacity, trained.valid)
 
 
 def relative_ne_change(candidate: float, baseline: float) -> float:
@@ -152,7 +155,8 @@ def run_peer(peer: str, package: Package, data: Path, seed: int) -> Run:
         last = proc.stderr.strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
         raise SmtError(f"peer {peer} failed on {package.name}: {last[0]} (`pip install -e .[bench]`?)")
     result = json.loads(lines[-1])
-    return Run(package.name, f"peer {result['peer']}", seed, result["test"], result["train_seconds"], 0, {})
+    test = {event: EventMetrics.from_dict(m) for event, m in result["test"].items()}
+    return Run(package.name, f"peer {result['peer']}", seed, test, result["train_seconds"], 0, None)
 
 
 # The per-model baseline of issue #4: a plain DNN (concat, plain MLP, one tower) at the template's FLOPs,
@@ -201,10 +205,80 @@ def tune_baseline(
             on_trial(shape, lr)
         with with_answers(repo, package, baseline_answers(shape, flops)) as candidate:
             run = run_once(candidate, data, 0, [f"lr={lr}"], "tuning")
-        ne = statistics.mean(m["ne"] for m in run.valid.values())
+        ne = mean_ne(run.valid)
         if best is None or ne < best[0]:
             best = (ne, shape, lr)
     return baseline_answers(best[1], flops), f"lr={best[2]}"
+
+
+@dataclass(frozen=True)
+class QualityPlan:
+    """What `smt bench quality` runs per package: variants over seeds, and the rows beside them."""
+
+    variants: tuple[Variant, ...] = (Variant("default"),)
+    seeds: int = 3
+    previous: str | None = None  # a git ref: the packages as committed there
+    baseline: tuple[list[list[int]], list[float]] | None = None  # (shapes, lrs) of the tuned per-model DNN
+    peers: tuple[str, ...] = ()
+
+
+def bench_quality(
+    repo: TemplateRepo, packages: list[Package], data_root: Path, plan: QualityPlan, on_status=lambda text: None
+) -> list[Summary]:
+    """Every package × variant × seed through the package's own CLI, then the comparison rows of ``plan``.
+
+    A variant with ``flops_budget=match`` is sized to the first variant's dense FLOPs/example (neutral capacity).
+    """
+    summaries = []
+    for package in packages:
+        data = task_dir(data_root, package)
+        default_flops = None
+        for variant in plan.variants:
+            answers = dict(variant.answers)
+            if answers.get("flops_budget") == "match":
+                answers["flops_budget"] = int(default_flops)
+            summary = Summary(package.name, variant.name)
+            with with_answers(repo, package, answers) as candidate:
+                for seed in range(plan.seeds):
+                    on_status(f"{package.name} / {variant.name} / seed {seed}")
+                    summary.runs.append(run_once(candidate, data, seed, list(variant.training), variant.name))
+            default_flops = default_flops or summary.runs[0].capacity.dense_flops_per_example
+            summaries.append(summary)
+        summaries += _comparison_rows(repo, package, data, int(default_flops), plan, on_status)
+    return summaries
+
+
+def _comparison_rows(repo, package: Package, data: Path, flops: int, plan: QualityPlan, on_status) -> list[Summary]:
+    """The rows beside the variants: the previous version, the tuned per-model baseline, the peers."""
+    rows = []
+    if plan.previous:
+        summary = Summary(package.name, f"previous ({plan.previous})")
+        with at_version(package, plan.previous) as old:
+            for seed in range(plan.seeds):
+                on_status(f"{package.name} / previous / seed {seed}")
+                summary.runs.append(run_once(old, data, seed, [], summary.variant))
+        rows.append(summary)
+    if plan.baseline:
+        shapes, lrs = plan.baseline
+
+        def trial(shape, lr):
+            on_status(f"{package.name} / tuning baseline {shape} lr={lr}")
+
+        answers, lr = tune_baseline(repo, package, data, flops, shapes, lrs, trial)
+        summary = Summary(package.name, f"baseline DNN {answers['over_arch']} {lr}")
+        with with_answers(repo, package, answers) as candidate:
+            for seed in range(plan.seeds):
+                on_status(f"{package.name} / baseline / seed {seed}")
+                summary.runs.append(run_once(candidate, data, seed, [lr], summary.variant))
+        rows.append(summary)
+    for peer in plan.peers:
+        summary = Summary(package.name, peer)
+        for seed in range(plan.seeds):
+            on_status(f"{package.name} / {peer} / seed {seed}")
+            summary.runs.append(run_peer(peer, package, data, seed))
+        summary.variant = summary.runs[0].variant
+        rows.append(summary)
+    return rows
 
 
 @contextlib.contextmanager

@@ -25,6 +25,7 @@ import yaml
 
 from . import runner
 from .errors import SmtError
+from .package_cli import PackageCLI, mean_ne
 from .status import render_answers
 from .template import TemplateRepo
 
@@ -122,28 +123,22 @@ def run_measured(args: list[str], cwd: Path, env: dict) -> tuple[str, float]:
 
 def bench_package(package: Path, data: Path, setup: SpeedSetup, train_args: tuple[str, ...] = ()) -> SpeedResult:
     """One epoch through the package's own ``train``; then ``capacity`` and ``export`` (serving latency)."""
-    env = runner.package_env(package)
+    cli = PackageCLI(package, features=data / "features.yaml")
     out = package / "run"
-    args = [sys.executable, "-m", package.name, "--features", str(data / "features.yaml"), "train"]
-    args += ["--train", str(data / "train.parquet"), "--valid", str(data / "valid.parquet"), "--out", str(out)]
-    args += ["--quiet", "epochs=1", f"batch_size={setup.batch_size}", "warmup_steps=20", *train_args]
-    stdout, rss = run_measured(args, package, env)
-    summary = json.loads(stdout)
-    features = ["--features", str(data / "features.yaml")]
-    capacity = json.loads(runner.check_cli(package, *features, "capacity", "--checkpoint", str(out), "--json"))
-    exported = json.loads(
-        runner.check_cli(
-            package, *features, "export", "--checkpoint", str(out), "--out", str(package / "m.pt2"), "--json"
-        )
-    )
+    overrides = ["epochs=1", f"batch_size={setup.batch_size}", "warmup_steps=20", *train_args]
+    args = cli.command(*cli.train_args(data / "train.parquet", data / "valid.parquet", out, overrides))
+    stdout, rss = run_measured(args, package, runner.package_env(package))
+    summary = cli.parse_train(stdout)
+    capacity = cli.capacity(out)
+    exported = cli.export(out, package / "m.pt2")
     return SpeedResult(
         trainer=f"smt {package.name.removeprefix('speed_')}" + (f" ({' '.join(train_args)})" if train_args else ""),
-        samples_per_second=summary["samples_per_second"],
-        train_seconds=summary["train_seconds"],
-        valid_ne=summary["valid"]["label"]["ne"],
+        samples_per_second=summary.samples_per_second,
+        train_seconds=summary.train_seconds,
+        valid_ne=mean_ne(summary.valid),
         peak_rss_mb=round(rss, 1),
-        dense_flops_per_example=capacity.get("dense_flops_per_example"),
-        latency_ms=exported["latency_ms_p50"],
+        dense_flops_per_example=capacity.dense_flops_per_example,
+        latency_ms=exported.latency_ms_p50,
     )
 
 

@@ -5,13 +5,24 @@ from __future__ import annotations
 import filecmp
 import tempfile
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 from . import _copier, _git
 from .fleet import Package, discover
 from .template import TemplateRepo, is_model_owned, model_owned_patterns
 
-UP_TO_DATE, BEHIND, UNKNOWN, BROKEN = "up to date", "behind", "unknown version", "unreadable"
+
+class State(StrEnum):
+    """Where a package stands against the template (its value is what tables and --json show)."""
+
+    UP_TO_DATE = "up to date"
+    BEHIND = "behind"
+    UNKNOWN = "unknown version"
+    BROKEN = "unreadable"
+
+
+UP_TO_DATE, BEHIND, UNKNOWN, BROKEN = State.UP_TO_DATE, State.BEHIND, State.UNKNOWN, State.BROKEN
 
 
 @dataclass(frozen=True)
@@ -27,7 +38,7 @@ class PackageStatus:
     name: str
     path: str
     version: str | None
-    state: str
+    state: State
     dirty: bool
     answers: dict
     drift: list[FileDrift] = field(default_factory=list)

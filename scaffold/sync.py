@@ -23,6 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 import yaml
@@ -36,8 +37,20 @@ from .merge import Conflict, MergePlan, plan_update
 from .status import render_answers
 from .template import TemplateRepo, check_answer_keys, model_owned_patterns
 
-UPDATED, UP_TO_DATE, WOULD_UPDATE = "updated", "up to date", "would update"
-CONFLICT, FAILED, REFUSED = "conflict", "failed", "refused"
+
+class Outcome(StrEnum):
+    """What a sync did to one package (its value is what tables and --json show)."""
+
+    UPDATED = "updated"
+    UP_TO_DATE = "up to date"
+    WOULD_UPDATE = "would update"
+    CONFLICT = "conflict"
+    FAILED = "failed"
+    REFUSED = "refused"
+
+
+UPDATED, UP_TO_DATE, WOULD_UPDATE = Outcome.UPDATED, Outcome.UP_TO_DATE, Outcome.WOULD_UPDATE
+CONFLICT, FAILED, REFUSED = Outcome.CONFLICT, Outcome.FAILED, Outcome.REFUSED
 REACHED = {UPDATED, UP_TO_DATE}
 CACHES = ("__pycache__", ".pytest_cache")
 
@@ -47,7 +60,7 @@ class SyncResult:
     name: str
     from_version: str | None
     to_version: str
-    result: str
+    result: Outcome
     files_changed: list[str] = field(default_factory=list)
     seconds: float = 0.0
     reason: str = ""
@@ -86,7 +99,7 @@ class _Planned:
 def sync_fleet(
     repo: TemplateRepo,
     names: list[str] | None = None,
-    to: str | None = None,
+    ref: str | None = None,
     jobs: int | None = None,
     dry_run: bool = False,
     run_tests: bool = True,
@@ -95,7 +108,7 @@ def sync_fleet(
     trust: bool = False,
     fleet_file: Path | None = None,
 ) -> list[SyncResult]:
-    """Sync ``names`` (default: the whole fleet) to ``to`` (default: the latest release, else HEAD).
+    """Sync ``names`` (default: the whole fleet) to template version ``ref`` (default: the latest release, else HEAD).
 
     Holds the fleet lock throughout; first finishes what a killed sync left (never in a dry run), and only
     then reads the packages. ``trust`` lets the template's ``_migrations`` run their commands (as
@@ -107,7 +120,7 @@ def sync_fleet(
         if not dry_run:
             recover_fleet(roots)
         packages = discover(repo, names, fleet_file)
-        target_sha, target_version = _target(repo, to)
+        target_sha, target_version = _target(repo, ref)
         _preflight(repo, packages)
         results: dict[str, SyncResult] = {}
         todo: list[tuple[Package, str]] = []
@@ -164,14 +177,14 @@ def _job(package: Package, overrides: dict, base: Path, target: Path, version: s
     )
 
 
-def _target(repo: TemplateRepo, to: str | None) -> tuple[str, str]:
-    if to is None:
+def _target(repo: TemplateRepo, ref: str | None) -> tuple[str, str]:
+    if ref is None:
         if not _git.latest_version_tag(repo.root) and repo.dirty_files():
             raise TemplateDirty("the template has uncommitted changes; commit them first (sync renders commits)")
-        to = repo.default_ref()
-    sha = repo.resolve(to)
+        ref = repo.default_ref()
+    sha = repo.resolve(ref)
     if sha is None:
-        raise SmtError(f"template version {to!r} not found; see `git tag` (or fetch tags)")
+        raise SmtError(f"template version {ref!r} not found; see `git tag` (or fetch tags)")
     return sha, _git.describe(repo.root, sha)
 
 

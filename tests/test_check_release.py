@@ -112,6 +112,6 @@ def test_a_package_rendered_after_the_latest_release_is_ahead_not_behind(repo):
     metrics = repo.root / "template_repo" / "src" / "{{ name }}" / "metrics.py"
     metrics.write_text(metrics.read_text().replace("EPS = 1e-7", "EPS = 1e-6"))
     commit_all(repo.root, "template: EPS, not released yet")
-    sync_fleet(repo, to="HEAD", run_tests=False)
+    sync_fleet(repo, ref="HEAD", run_tests=False)
     commit_all(repo.root, "fleet at the unreleased template")
     assert _whats(repo) == [("ctr_a", "ahead of the latest release"), ("ctr_b", "ahead of the latest release")]

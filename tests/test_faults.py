@@ -281,7 +281,7 @@ def test_a_corrupt_journal_is_reported_and_nothing_is_touched(fleet, tmp_path):
 def test_unknown_answer_keys_are_refused(fleet, tmp_path):
     victim = _victim(fleet, tmp_path)
     before = tree_files(victim / "generated")
-    for args in (("sync", "--set", "nosuchkey=1"), ("new", "ctr_c", "--data", "nonexistent_key=3")):
+    for args in (("sync", "--set", "nosuchkey=1"), ("new", "ctr_c", "--set", "nonexistent_key=3")):
         refused = smt(victim, *args)
         assert refused.returncode == 2 and "no such question" in refused.stderr, refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1

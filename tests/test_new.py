@@ -9,7 +9,7 @@ from scaffold import SmtError, TemplateRepo, new_package
 from scaffold.cli import main
 from scaffold.errors import InvalidAnswers, PackageExists, TemplateDirty
 
-from .helpers import git, run_tool, tree_files
+from .helpers import commit_all, git, run_tool, tree_files
 
 
 def test_new_equals_copier_copy(template_repo, tmp_path):
@@ -98,7 +98,7 @@ def test_cli_reports_one_line_errors(template_repo, capsys):
     assert main(["--repo", str(template_repo), "new", "ctr_a", "--towers", "mmoe"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "\n" not in err
-    assert main(["--repo", str(template_repo), "new", "ctr_a", "--data", "novalue"]) == 2
+    assert main(["--repo", str(template_repo), "new", "ctr_a", "--set", "novalue"]) == 2
     assert "KEY=VALUE" in capsys.readouterr().err
     assert main(["--repo", str(template_repo), "new", "ctr_a", "--events", "click,buy", "--embedding-dim", "8"]) == 0
     answers = yaml.safe_load((template_repo / "generated" / "ctr_a" / ".copier-answers.yml").read_text())
@@ -108,3 +108,13 @@ def test_cli_reports_one_line_errors(template_repo, capsys):
 def test_outside_a_template_repository(tmp_path):
     with pytest.raises(SmtError, match="not inside a git repository"):
         TemplateRepo.find(tmp_path)
+
+
+def test_old_spellings_still_work_for_one_release_and_say_so(template_repo, capsys):
+    assert main(["--repo", str(template_repo), "new", "ctr_a", "--data", "embedding_dim=8"]) == 0
+    assert "--data is deprecated" in capsys.readouterr().err
+    answers = yaml.safe_load((template_repo / "generated" / "ctr_a" / ".copier-answers.yml").read_text())
+    assert answers["embedding_dim"] == 8
+    commit_all(template_repo, "fleet")
+    assert main(["--repo", str(template_repo), "sync", "--to", "v1", "--no-test"]) == 0
+    assert "--to is deprecated" in capsys.readouterr().err

@@ -165,7 +165,7 @@ def test_model_owned_files_are_never_overwritten(fleet_repo):
     commit_all(fleet_repo, "ctr_a: own schema")
     untouched = _pkg_file(fleet_repo, "ctr_b", "features.yaml")
     _edit(fleet_repo / TEMPLATE_SRC / "features.yaml.jinja", "cardinality: 300}", "cardinality: 301}")
-    _edit(fleet_repo / TEMPLATE_SRC / "extensions.py", "    return model\n", "    return model  # v2\n")
+    _edit(fleet_repo / TEMPLATE_SRC / "extensions.py", "    return Extension()\n", "    return Extension()  # v2\n")
     _change_metrics_default(fleet_repo)
     _release(fleet_repo, "v2")
     assert {r.result for r in sync_fleet(TemplateRepo.find(fleet_repo), run_tests=False)} == {"updated"}
@@ -279,9 +279,9 @@ def test_no_downgrade_and_unknown_versions(fleet_repo):
     repo = TemplateRepo.find(fleet_repo)
     sync_fleet(repo, run_tests=False)
     commit_all(fleet_repo, "fleet at v2")
-    assert {r.result for r in sync_fleet(repo, to="v1", run_tests=False)} == {"refused"}
+    assert {r.result for r in sync_fleet(repo, ref="v1", run_tests=False)} == {"refused"}
     with pytest.raises(Exception, match="not found"):
-        sync_fleet(repo, to="v9", run_tests=False)
+        sync_fleet(repo, ref="v9", run_tests=False)
 
 
 def test_dry_run_writes_nothing(fleet_repo):

@@ -13,20 +13,16 @@ from rich.table import Table
 from ..errors import SmtError
 from ..fleet import discover
 from ..quality import (
+    QualityPlan,
     Summary,
     Variant,
-    at_version,
+    bench_quality,
     parse_grid,
     parse_variant,
     plot,
     relative_ne_change,
-    run_once,
-    run_peer,
-    task_dir,
     task_path,
     template_questions,
-    tune_baseline,
-    with_answers,
 )
 from ..speed import INTERACTIONS, SpeedSetup, bench_package, bench_peer, make_dataset, render_package
 from ..speed import report as speed_report
@@ -77,66 +73,22 @@ def run(args, console) -> int:
         if args.names or (task_path(data_root, p) / "train.parquet").is_file()
     ]
     questions = template_questions(repo)
-    variants = [Variant("default"), *(parse_variant(v, questions) for v in args.variant)]
-    summaries = []
+    plan = QualityPlan(
+        variants=(Variant("default"), *(parse_variant(v, questions) for v in args.variant)),
+        seeds=args.seeds,
+        previous=args.previous,
+        baseline=parse_grid(args.baseline_shapes, args.baseline_lrs) if args.baseline else None,
+        peers=tuple(p for p in args.peers.split(",") if p),
+    )
     with console.status("training") as status:
-        for package in packages:
-            data = task_dir(data_root, package)
-            default_flops = None
-            for variant in variants:
-                answers = dict(variant.answers)
-                if answers.get("flops_budget") == "match":
-                    answers["flops_budget"] = int(default_flops)
-                summary = Summary(package.name, variant.name)
-                with with_answers(repo, package, answers) as candidate:
-                    for seed in range(args.seeds):
-                        status.update(f"{package.name} / {variant.name} / seed {seed}")
-                        run = run_once(candidate, data, seed, list(variant.training), variant.name)
-                        summary.runs.append(run)
-                default_flops = default_flops or summary.runs[0].capacity["dense_flops_per_example"]
-                summaries.append(summary)
-            extra = _extra_rows(args, repo, package, data, int(default_flops), status)
-            summaries += extra
+        summaries = bench_quality(repo, packages, data_root, plan, status.update)
     _table(console, summaries)
     if args.plot:
         plot(summaries, Path(args.plot))
         console.print(f"plot: {args.plot}")
     if args.out:
-        Path(args.out).write_text(json.dumps([[r.__dict__ for r in s.runs] for s in summaries], indent=2) + "\n")
+        Path(args.out).write_text(json.dumps([[r.to_dict() for r in s.runs] for s in summaries], indent=2) + "\n")
     return 0
-
-
-def _extra_rows(args, repo, package, data: Path, default_flops: int, status) -> list[Summary]:
-    """The comparisons beside the variants: previous version, tuned per-model baseline, peers."""
-    rows = []
-    if args.previous:
-        summary = Summary(package.name, f"previous ({args.previous})")
-        with at_version(package, args.previous) as old:
-            for seed in range(args.seeds):
-                status.update(f"{package.name} / previous / seed {seed}")
-                summary.runs.append(run_once(old, data, seed, [], summary.variant))
-        rows.append(summary)
-    if args.baseline:
-
-        def trial(shape, lr):
-            status.update(f"{package.name} / tuning baseline {shape} lr={lr}")
-
-        shapes, lrs = parse_grid(args.baseline_shapes, args.baseline_lrs)
-        answers, lr = tune_baseline(repo, package, data, default_flops, shapes, lrs, trial)
-        summary = Summary(package.name, f"baseline DNN {answers['over_arch']} {lr}")
-        with with_answers(repo, package, answers) as candidate:
-            for seed in range(args.seeds):
-                status.update(f"{package.name} / baseline / seed {seed}")
-                summary.runs.append(run_once(candidate, data, seed, [lr], summary.variant))
-        rows.append(summary)
-    for peer in [p for p in args.peers.split(",") if p]:
-        summary = Summary(package.name, peer)
-        for seed in range(args.seeds):
-            status.update(f"{package.name} / {peer} / seed {seed}")
-            summary.runs.append(run_peer(peer, package, data, seed))
-        summary.variant = summary.runs[0].variant
-        rows.append(summary)
-    return rows
 
 
 def _table(console, summaries: list[Summary]) -> None:
@@ -149,7 +101,7 @@ def _table(console, summaries: list[Summary]) -> None:
         auc, _ = s.stat("auc")
         cal, _ = s.stat("calibration")
         seconds = sum(r.train_seconds for r in s.runs) / len(s.runs)
-        flops = s.runs[0].capacity.get("dense_flops_per_example")
+        flops = s.runs[0].capacity.dense_flops_per_example if s.runs[0].capacity else None
         delta = relative_ne_change(ne, default[s.package])
         table.add_row(
             s.package,

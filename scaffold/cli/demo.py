@@ -27,33 +27,31 @@ def run(args, console) -> int:
     result = run_demo(
         repo, workdir if workdir.is_absolute() else repo.root / workdir, args.epochs, args.rows, echo=console.print
     )
-    train = result["train"]
+    train = result.train
     console.print(
-        f"trained {train['steps']} steps in {train['train_seconds']:.1f} s "
-        f"({train['samples_per_second']:,.0f} samples/s); best step {train['best_step']}"
+        f"trained {train.steps} steps in {train.train_seconds:.1f} s "
+        f"({train.samples_per_second:,.0f} samples/s); best step {train.best_step}"
     )
     table = Table(title="test metrics per event")
     for column in ("event", "rows", "logloss", "NE", "AUC", "calibration"):
         table.add_column(column, justify="right")
-    for event, m in result["test"].items():
-        table.add_row(
-            event,
-            f"{m['rows']:,}",
-            f"{m['logloss']:.4f}",
-            f"{m['ne']:.4f}",
-            f"{m['auc']:.4f}",
-            f"{m['calibration']:.3f}",
-        )
+    for event, m in result.test.items():
+        table.add_row(event, f"{m.rows:,}", _num(m.logloss, 4), _num(m.ne, 4), _num(m.auc, 4), _num(m.calibration, 3))
     console.print(table)
-    cap, exp = result["capacity"], result["export"]
+    cap, exp = result.capacity, result.export
     console.print(
-        f"capacity: {cap['parameters']:,} parameters ({cap['embedding_bytes'] / 1e6:.2f} MB of embeddings), "
-        f"{cap['dense_flops_per_example']:,.0f} dense FLOPs/example"
+        f"capacity: {cap.parameters:,} parameters ({cap.embedding_bytes / 1e6:.2f} MB of embeddings), "
+        f"{cap.dense_flops_per_example:,.0f} dense FLOPs/example"
     )
     console.print(
-        f"export: {exp['artifact']} parity max |diff| {exp['parity_max_abs_diff']:.1e}; "
-        f"p50 latency ms by batch {exp['latency_ms_p50']}"
+        f"export: {exp.artifact} parity max |diff| {exp.parity_max_abs_diff:.1e}; "
+        f"p50 latency ms by batch {exp.latency_ms_p50}"
     )
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(result.to_dict(), indent=2))
     return 0
+
+
+def _num(value: float | None, digits: int) -> str:
+    """A metric for the table; undefined metrics (a split with one class) show as a dash."""
+    return "–" if value is None else f"{value:.{digits}f}"

@@ -9,14 +9,15 @@ from rich.table import Table
 
 from ..fleet import discover
 from ..sync import REACHED, WOULD_UPDATE, sync_fleet
-from ._common import fleet_of, parse_data, repo_of
+from ._common import REF_HELP, add_deprecated_alias, fleet_of, parse_data, repo_of
 
 HELP = "update packages to a template version (3-way merge, per-package transaction, tests after update)"
 
 
 def register(p) -> None:
     p.add_argument("names", nargs="*", help="only these packages (default: the whole fleet)")
-    p.add_argument("--to", help="template version: tag or commit (default: latest release tag, else HEAD)")
+    p.add_argument("--ref", help=REF_HELP)
+    add_deprecated_alias(p, "--to", "--ref")
     p.add_argument("--jobs", type=int, help="parallel planning workers (default: CPU count)")
     p.add_argument("--dry-run", action="store_true", help="plan and report; write nothing")
     p.add_argument("--no-test", action="store_true", help="skip each package's fast tests after its update")
@@ -35,7 +36,7 @@ def run(args, console) -> int:
         results = sync_fleet(
             repo,
             args.names or None,
-            to=args.to,
+            ref=args.ref,
             jobs=args.jobs,
             dry_run=args.dry_run,
             run_tests=not args.no_test,

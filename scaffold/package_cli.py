@@ -1,0 +1,211 @@
+"""One client for a package's own CLI (``python -m NAME …``): arguments built and results parsed in one place.
+
+Every command runs in a subprocess with only the package's ``src/`` importable (the package stands alone), and
+its JSON output becomes a typed result. The demo, the benchmarks and qualification all go through this client,
+so a change of the package CLI's contract is one edit here.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import runner
+from .errors import SmtError
+
+METRIC_KEYS = ("rows", "base_rate", "logloss", "ne", "auc", "calibration")
+
+
+@dataclass(frozen=True)
+class EventMetrics:
+    """Metrics of one event on one split; None where the split cannot define one (a single class)."""
+
+    rows: int
+    logloss: float | None
+    ne: float | None
+    auc: float | None
+    calibration: float | None
+    base_rate: float | None = None
+    extra: Mapping[str, object] = field(default_factory=dict)  # keys a newer package reports beyond these
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> EventMetrics:
+        if not isinstance(d, Mapping) or "ne" not in d:
+            raise SmtError(f"package reported metrics without 'ne': {d!r}")
+        extra = {k: v for k, v in d.items() if k not in METRIC_KEYS}
+        return cls(
+            int(d.get("rows") or 0),
+            d.get("logloss"),
+            d["ne"],
+            d.get("auc"),
+            d.get("calibration"),
+            d.get("base_rate"),
+            extra,
+        )
+
+    def to_dict(self) -> dict:
+        own = {k: getattr(self, k) for k in METRIC_KEYS}
+        return {**own, **self.extra}
+
+
+def _events(d: Mapping) -> dict[str, EventMetrics]:
+    return {event: EventMetrics.from_dict(m) for event, m in d.items()}
+
+
+def mean_ne(events: Mapping[str, EventMetrics]) -> float:
+    """The mean NE over events (the fleet's one-number summary of a split)."""
+    values = [m.ne for m in events.values() if m.ne is not None]
+    if not values:
+        raise SmtError("no event has a defined NE on this split (one class only)")
+    return statistics.mean(values)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """``train``'s summary: the best validation step's metrics and the run's cost."""
+
+    steps: int
+    best_step: int
+    train_seconds: float
+    samples_per_second: float
+    valid: dict[str, EventMetrics]
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> TrainResult:
+        return cls(
+            int(d["steps"]),
+            int(d["best_step"]),
+            float(d["train_seconds"]),
+            float(d["samples_per_second"]),
+            _events(d["valid"]),
+        )
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """``evaluate --json``: metrics per event on one split."""
+
+    rows: int
+    events: dict[str, EventMetrics]
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> Evaluation:
+        return cls(int(d["rows"]), _events(d["events"]))
+
+    @property
+    def mean_ne(self) -> float:
+        return mean_ne(self.events)
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """``capacity --json``: parameters, embedding bytes, dense FLOPs per example."""
+
+    parameters: int
+    dense_parameters: int
+    embedding_parameters: int
+    embedding_bytes: int
+    dense_flops_per_example: float
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> Capacity:
+        return cls(
+            int(d["parameters"]),
+            int(d["dense_parameters"]),
+            int(d["embedding_parameters"]),
+            int(d["embedding_bytes"]),
+            float(d["dense_flops_per_example"]),
+        )
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """``export --json``: the artifact, its parity with eager, and serving latency per batch size."""
+
+    artifact: Path
+    parity_max_abs_diff: float
+    latency_ms_p50: dict[str, float]
+    rows_per_second: dict[str, float]
+    raw: Mapping = field(default_factory=dict)  # everything the package reported (e.g. CUDA latency)
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> ExportResult:
+        return cls(
+            Path(d["artifact"]),
+            float(d["parity_max_abs_diff"]),
+            dict(d["latency_ms_p50"]),
+            dict(d["rows_per_second"]),
+            dict(d),
+        )
+
+
+def _parse(kind, stdout: str, command: str):
+    try:
+        return kind.from_dict(json.loads(stdout))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise SmtError(f"`{command}` printed output this smt cannot read ({type(exc).__name__}: {exc})") from None
+
+
+@dataclass(frozen=True)
+class PackageCLI:
+    """The CLI of the package at ``path`` (its import name is the directory name).
+
+    ``features`` points every command at another ``features.yaml`` than the package's own (the benchmarks
+    train one rendered package on several task layouts).
+    """
+
+    path: Path
+    features: Path | None = None
+
+    def _run(self, *args: str, show_stderr: bool = False) -> str:
+        prefix = ("--features", str(self.features)) if self.features else ()
+        return runner.check_cli(self.path, *prefix, *args, capture_stderr=not show_stderr)
+
+    def command(self, *args: str) -> list[str]:
+        """The full command line of ``args`` (for callers that measure the process themselves)."""
+        prefix = ["--features", str(self.features)] if self.features else []
+        return [sys.executable, "-m", self.path.name, *prefix, *args]
+
+    def synth(self, out: Path, rows: int, seed: int = 0) -> Path:
+        self._run("synth", "--rows", str(rows), "--out", str(out), "--seed", str(seed))
+        return out
+
+    def train(
+        self,
+        train: Path,
+        valid: Path,
+        out: Path,
+        overrides: Iterable[str] = (),
+        quiet: bool = True,
+    ) -> TrainResult:
+        """Train into ``out`` with ``key=value`` overrides of the package's training config."""
+        args = self.train_args(train, valid, out, overrides, quiet)
+        return _parse(TrainResult, self._run(*args, show_stderr=not quiet), "train")
+
+    @staticmethod
+    def train_args(train: Path, valid: Path, out: Path, overrides: Iterable[str] = (), quiet: bool = True) -> list:
+        args = ["train", "--train", str(train), "--valid", str(valid), "--out", str(out)]
+        return [*args, *(["--quiet"] if quiet else []), *overrides]
+
+    @staticmethod
+    def parse_train(stdout: str) -> TrainResult:
+        return _parse(TrainResult, stdout, "train")
+
+    def evaluate(self, checkpoint: Path, data: Path) -> Evaluation:
+        stdout = self._run("evaluate", "--checkpoint", str(checkpoint), "--data", str(data), "--json")
+        return _parse(Evaluation, stdout, "evaluate")
+
+    def export(self, checkpoint: Path, out: Path) -> ExportResult:
+        stdout = self._run("export", "--checkpoint", str(checkpoint), "--out", str(out), "--json")
+        return _parse(ExportResult, stdout, "export")
+
+    def capacity(self, checkpoint: Path | None = None) -> Capacity:
+        stdout = self._run("capacity", *(["--checkpoint", str(checkpoint)] if checkpoint else []), "--json")
+        return _parse(Capacity, stdout, "capacity")
