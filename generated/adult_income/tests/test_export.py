@@ -10,7 +10,8 @@ import torch
 from adult_income.capacity import capacity, example_inputs, sizes_from_schema
 from adult_income.checkpoint import load_trained
 from adult_income.export import META_FILE, export, export_model
-from adult_income.model import FeatureSizes, build_model
+from adult_income.builder import build_model
+from adult_income.model import FeatureSizes
 from adult_income.schema import schema_from_dict
 from adult_income.spec import SPEC
 

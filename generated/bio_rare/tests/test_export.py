@@ -10,7 +10,8 @@ import torch
 from bio_rare.capacity import capacity, example_inputs, sizes_from_schema
 from bio_rare.checkpoint import load_trained
 from bio_rare.export import META_FILE, export, export_model
-from bio_rare.model import FeatureSizes, build_model
+from bio_rare.builder import build_model
+from bio_rare.model import FeatureSizes
 from bio_rare.schema import schema_from_dict
 from bio_rare.spec import SPEC
 

@@ -144,9 +144,8 @@ def test_model_can_overfit_a_tiny_batch():
     model = RankingModel(SPEC, sizes)
     sparse = torch.randint(0, 30, (64, 2))
     dense, labels = torch.randn(64, 2), torch.randint(0, 2, (64, len(SPEC.events))).float()
-    params = [p for n, p in model.named_parameters() if not n.startswith("sparse_arch")]
-    dense_opt = torch.optim.Adam(params, lr=1e-2)
-    sparse_opt = torch.optim.SparseAdam(list(model.sparse_arch.parameters()), lr=5e-2)
+    dense_opt = torch.optim.Adam(model.dense_parameters(), lr=1e-2)
+    sparse_opt = torch.optim.SparseAdam(model.embedding_parameters(), lr=5e-2)
     for _ in range(300):
         loss = torch.nn.functional.binary_cross_entropy_with_logits(model(sparse, dense, []), labels)
         dense_opt.zero_grad(), sparse_opt.zero_grad()

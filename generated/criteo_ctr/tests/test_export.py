@@ -10,7 +10,8 @@ import torch
 from criteo_ctr.capacity import capacity, example_inputs, sizes_from_schema
 from criteo_ctr.checkpoint import load_trained
 from criteo_ctr.export import META_FILE, export, export_model
-from criteo_ctr.model import FeatureSizes, build_model
+from criteo_ctr.builder import build_model
+from criteo_ctr.model import FeatureSizes
 from criteo_ctr.schema import schema_from_dict
 from criteo_ctr.spec import SPEC
 

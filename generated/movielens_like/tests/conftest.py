@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from movielens_like import extensions
 from movielens_like.data import write_table
 from movielens_like.schema import schema_from_dict
 from movielens_like.spec import SPEC
+from movielens_like.stages import Extension
 from movielens_like.synth import synthesize
 
 
@@ -16,6 +18,28 @@ def data_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SMT_DATA_CACHE", str(tmp_path_factory.mktemp("data-cache")))
         yield
+
+
+PACKAGE_EXTENSION = getattr(extensions, "extension", None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def template_stages():
+    """Template-owned tests check the template's stages on schemas of their own, so the package's extension
+    (sized to its own features.yaml) is swapped for the empty one for the session. Tests marked
+    ``package_extension`` get it back; the CLI tests run the package as its user does, with its extension."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(extensions, "extension", lambda spec, layout: Extension(), raising=False)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def package_extension(request, monkeypatch):
+    if request.node.get_closest_marker("package_extension") is not None:
+        if PACKAGE_EXTENSION is None:  # a package still on the earlier hook, extend_model
+            monkeypatch.delattr(extensions, "extension")
+        else:
+            monkeypatch.setattr(extensions, "extension", PACKAGE_EXTENSION)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,8 @@ import torch
 from movielens_like.capacity import capacity, example_inputs, sizes_from_schema
 from movielens_like.checkpoint import load_trained
 from movielens_like.export import META_FILE, export, export_model
-from movielens_like.model import FeatureSizes, build_model
+from movielens_like.builder import build_model
+from movielens_like.model import FeatureSizes
 from movielens_like.schema import schema_from_dict
 from movielens_like.spec import SPEC
 

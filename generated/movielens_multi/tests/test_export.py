@@ -10,7 +10,8 @@ import torch
 from movielens_multi.capacity import capacity, example_inputs, sizes_from_schema
 from movielens_multi.checkpoint import load_trained
 from movielens_multi.export import META_FILE, export, export_model
-from movielens_multi.model import FeatureSizes, build_model
+from movielens_multi.builder import build_model
+from movielens_multi.model import FeatureSizes
 from movielens_multi.schema import schema_from_dict
 from movielens_multi.spec import SPEC
 

@@ -76,7 +76,8 @@ def check_compatible(meta: dict, spec: ModelSpec, schema: FeatureSchema, where: 
 
 def load_trained(checkpoint: str | Path, schema: FeatureSchema):
     """(model in eval mode, meta, fitted Preprocessor) of a training dir checked against this package."""
-    from .model import FeatureSizes, build_model
+    from .builder import build_model
+    from .model import FeatureSizes
     from .preprocess import Preprocessor
     from .spec import SPEC
 

@@ -7,10 +7,9 @@ divided by the batch size, so comparisons at a serving budget use one definition
 from __future__ import annotations
 
 import torch
-from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .model import FeatureSizes
+from .model import FeatureSizes, RankingModel
 from .preprocess import FIRST_ID
 from .schema import FeatureSchema
 
@@ -34,12 +33,11 @@ def example_inputs(sizes: FeatureSizes, schema: FeatureSchema, batch: int, seed:
     return sparse, dense, multi
 
 
-def capacity(model: nn.Module, sizes: FeatureSizes, schema: FeatureSchema, batch: int = 64) -> dict:
-    embedding_params = sum(p.numel() for n, p in model.named_parameters() if n.startswith("sparse_arch."))
+def capacity(model: RankingModel, sizes: FeatureSizes, schema: FeatureSchema, batch: int = 64) -> dict:
+    embedding = model.embedding_parameters()
+    embedding_params = sum(p.numel() for p in embedding)
     total = sum(p.numel() for p in model.parameters())
-    embedding_bytes = sum(
-        p.numel() * p.element_size() for n, p in model.named_parameters() if n.startswith("sparse_arch.")
-    )
+    embedding_bytes = sum(p.numel() * p.element_size() for p in embedding)
     was_training = model.training
     model.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:

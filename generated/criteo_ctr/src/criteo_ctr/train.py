@@ -30,8 +30,9 @@ from .errors import ConfigError, TrainingError
 from .inputs import check_both_classes, check_same_inputs, file_identity
 from .loss import multi_event_bce
 from .metrics import all_metrics, bias_for_rate
-from .model import FeatureSizes, build_model
-from .optim import RowSparseAdam
+from .builder import build_model
+from .model import FeatureSizes, RankingModel
+from .optimizers import build_optimizers
 from .predict import predict, to_device
 from .preprocess import EncodedData, Preprocessor
 from .schema import FeatureSchema
@@ -115,10 +116,8 @@ def train(
         meta = ckpt.make_meta(SPEC, schema, pre.state, sizes.to_dict(), config.to_dict())
         meta["inputs"] = inputs
         model = build_model(SPEC, sizes, config.seed)
-        if hasattr(model, "init_base_rates"):
-            model.init_base_rates(rates.cpu())
-        if hasattr(model, "logit_shift"):
-            model.logit_shift.copy_(torch.log(kept_negatives))  # He et al. 2014 correction, applied in eval only
+        model.init_base_rates(rates.cpu())
+        model.set_calibration(torch.log(kept_negatives))  # He et al. 2014 correction, applied in eval only
         run = _Run(config, meta, out, model, world)
         if resumed is not None:
             run.restore(resumed)
@@ -140,23 +139,14 @@ PROGRESS_SECONDS = 10.0  # without a terminal, a progress line on stderr at most
 class _Run:
     """One training run's mutable state: model, optimizers, progress, log."""
 
-    def __init__(self, config: TrainConfig, meta: dict, out: Path, model: torch.nn.Module, world=dist.SINGLE):
+    def __init__(self, config: TrainConfig, meta: dict, out: Path, model: RankingModel, world=dist.SINGLE):
         self.config, self.meta, self.out, self.world = config, meta, out, world
         self.device = _device(config.device, world.local_rank)
         self.model = model.to(self.device)
         # nccl cannot all-reduce sparse gradients: under it the tables take dense gradients and Adam.
-        sparse_grads = world.backend != "nccl"
-        if hasattr(model, "sparse_arch") and not sparse_grads:
-            for module in model.sparse_arch.modules():
-                if isinstance(module, (torch.nn.Embedding, torch.nn.EmbeddingBag)):
-                    module.sparse = False
-        sparse = [p for n, p in model.named_parameters() if n.startswith("sparse_arch.")]
-        dense = [p for n, p in model.named_parameters() if not n.startswith("sparse_arch.")]
-        self.dense_params = dense
-        self.dense_opt = torch.optim.AdamW(dense, lr=config.lr, weight_decay=config.weight_decay)
-        embedding_opt = RowSparseAdam if sparse_grads else torch.optim.Adam
-        decay = {"weight_decay": config.embedding_weight_decay} if config.embedding_weight_decay else {}
-        self.sparse_opt = embedding_opt(sparse, lr=config.embedding_lr, **decay) if sparse else None
+        optimizers = build_optimizers(model, config, sparse_gradients=world.backend != "nccl")
+        self.dense_opt, self.sparse_opt = optimizers.dense, optimizers.embedding
+        self.dense_params = optimizers.dense_params
         self.lr_scale = lr_scale(config)
         self.forward = model
         if world.enabled:
@@ -227,7 +217,7 @@ class _Run:
                     group["lr"] = base * factor
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             logits = self.forward(batch.sparse, batch.dense, batch.multi_hot)
-        loss = multi_event_bce(logits.float(), batch.labels)
+        loss = multi_event_bce(logits.float(), batch.labels) + self.model.extra_loss(logits.float(), batch.labels)
         self.dense_opt.zero_grad(set_to_none=True)
         if self.sparse_opt is not None:
             self.sparse_opt.zero_grad(set_to_none=True)
@@ -309,7 +299,7 @@ class _Run:
         logits = np.log(np.clip(probs, 1e-7, 1 - 1e-7) / np.clip(1 - probs, 1e-7, 1))
         rates = valid_data.labels.numpy().mean(axis=0)
         bias = torch.tensor([bias_for_rate(logits[:, e], rates[e]) for e in range(logits.shape[1])])
-        self.model.logit_shift.add_(bias.to(self.model.logit_shift))
+        self.model.shift_calibration(bias)
         metrics = all_metrics(
             SPEC.events, valid_data.labels.numpy(), predict(self.model, valid_data, device=str(self.device))
         )
@@ -373,10 +363,9 @@ def lr_scale(config: TrainConfig) -> float:
     return {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[config.lr_scaling]
 
 
-def compile_dense_stages(model: torch.nn.Module) -> None:
+def compile_dense_stages(model: RankingModel) -> None:
     """``torch.compile`` the dense stages in place (the embedding lookup stays eager: sparse gradients)."""
-    for name in ("dense_arch", "interaction", "over_arch"):
-        stage = getattr(model, name, None)
+    for stage in (model.dense_arch, model.interaction, model.over_arch):
         if stage is not None:
             stage.compile(dynamic=False)
 

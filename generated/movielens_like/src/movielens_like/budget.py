@@ -3,6 +3,8 @@
 With a ``flops_budget`` answer, the width multiplier of every MLP is solved by bisection so that the model's
 dense FLOPs per example (torch.utils.flop_counter, forward pass) land within ±2% of the budget. Comparisons
 between variants are then at equal serving cost. Embedding lookups cost 0 FLOPs here: report bytes apart.
+The budget sizes the template's stages; stages of the package's extension are counted by ``capacity`` but
+not resized.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .errors import ConfigError
+from .model import FeatureSizes, RankingModel
 from .spec import ModelSpec
 
 TOLERANCE = 0.02
@@ -39,8 +42,6 @@ def dense_flops(spec: ModelSpec, sizes) -> float:
 
 
 def _count(spec: ModelSpec, sizes, device: torch.device) -> float:
-    from .model import FeatureSizes, RankingModel
-
     probe = FeatureSizes(tuple(2 for _ in sizes.sparse), tuple(2 for _ in sizes.multi_hot), sizes.num_dense)
     with device:
         model = RankingModel(dataclasses.replace(spec, flops_budget=0), probe).eval()

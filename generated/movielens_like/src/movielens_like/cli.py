@@ -138,7 +138,8 @@ def _synth(args) -> int:
 def _capacity(args) -> int:
     from .capacity import capacity, sizes_from_schema
     from .checkpoint import load_trained
-    from .model import FeatureSizes, build_model
+    from .builder import build_model
+    from .model import FeatureSizes
 
     schema = _schema(args)
     if args.checkpoint:
