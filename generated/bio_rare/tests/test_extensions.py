@@ -105,9 +105,9 @@ def test_every_slot_is_placed_and_its_parameters_go_to_the_right_optimizer(monke
     schema = schema_from_dict(
         {
             "labels": list(SPEC.events),
-            "sparse": [{"name": "a", "cardinality": 28}, {"name": "b", "cardinality": 18}],
-            "multi_hot": [{"name": "t", "max_length": 4, "cardinality": 10}],
-            "dense": [{"name": "x"}, {"name": "y"}, {"name": "z"}],
+            "sparse": [{"name": "f_first", "cardinality": 28}, {"name": "f_second", "cardinality": 18}],
+            "multi_hot": [{"name": "f_tags", "max_length": 4, "cardinality": 10}],
+            "dense": [{"name": "f_x"}, {"name": "f_y"}, {"name": "f_z"}],
         }
     )
     counted = capacity(model, SIZES, schema)
