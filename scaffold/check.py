@@ -53,8 +53,7 @@ def _pending_recoveries(roots: list[Path]) -> list[Problem]:
             problems.append(Problem("", str(exc)))
             continue
         if tx is not None:
-            what = "a killed sync left this package half-updated; run `smt recover` (or `smt sync`) to finish it"
-            problems.append(Problem(str(tx.package_dir), what))
+            problems.append(Problem(str(tx.package_dir), journal.PENDING))
     return problems
 
 

@@ -6,14 +6,13 @@ demo also proves that a package stands alone.
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .new import new_package
-from .package_cli import Capacity, EventMetrics, ExportResult, PackageCLI, TrainResult
+from .package_cli import Capacity, EventMetrics, ExportResult, PackageCLI, TrainResult, events_to_dict
 from .template import TemplateRepo
 
 DEMO_NAME = "demo_ctr"
@@ -35,11 +34,8 @@ class DemoResult:
             "package": str(self.package),
             "answers": self.answers,
             "smt_new_seconds": round(self.smt_new_seconds, 3),
-            "train": {
-                **{f.name: getattr(self.train, f.name) for f in dataclasses.fields(self.train) if f.name != "valid"},
-                "valid": {e: m.to_dict() for e, m in self.train.valid.items()},
-            },
-            "test": {e: m.to_dict() for e, m in self.test.items()},
+            "train": self.train.to_dict(),
+            "test": events_to_dict(self.test),
             "export": dict(self.export.raw),
             "capacity": self.capacity.to_dict(),
         }

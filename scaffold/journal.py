@@ -41,6 +41,9 @@ class FileState(StrEnum):
     CHANGED = "changed"
 
 
+PENDING = "a killed sync left this package half-updated; run `smt recover` (or `smt sync`) to finish it"
+
+
 class RecoveryBlocked(SmtError):
     """A killed sync left a package half-updated, and files it wrote were changed since; nothing was touched."""
 

@@ -18,6 +18,7 @@ from . import runner
 from .errors import SmtError
 
 METRIC_KEYS = ("rows", "base_rate", "logloss", "ne", "auc", "calibration")
+TRAIN_KEYS = ("steps", "best_step", "train_seconds", "samples_per_second")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,11 @@ def _events(d: Mapping) -> dict[str, EventMetrics]:
     return {event: EventMetrics.from_dict(m) for event, m in d.items()}
 
 
+def events_to_dict(events: Mapping[str, EventMetrics]) -> dict[str, dict]:
+    """The JSON form of metrics per event (what the package printed, keys beyond the known ones included)."""
+    return {event: m.to_dict() for event, m in events.items()}
+
+
 def mean_ne(events: Mapping[str, EventMetrics]) -> float:
     """The mean NE over events (the fleet's one-number summary of a split)."""
     values = [m.ne for m in events.values() if m.ne is not None]
@@ -76,13 +82,11 @@ class TrainResult:
 
     @classmethod
     def from_dict(cls, d: Mapping) -> TrainResult:
-        return cls(
-            int(d["steps"]),
-            int(d["best_step"]),
-            float(d["train_seconds"]),
-            float(d["samples_per_second"]),
-            _events(d["valid"]),
-        )
+        steps, best_step, seconds, rate = (d[k] for k in TRAIN_KEYS)
+        return cls(int(steps), int(best_step), float(seconds), float(rate), _events(d["valid"]))
+
+    def to_dict(self) -> dict:
+        return {**{k: getattr(self, k) for k in TRAIN_KEYS}, "valid": events_to_dict(self.valid)}
 
 
 @dataclass(frozen=True)
@@ -164,14 +168,15 @@ class PackageCLI:
     path: Path
     features: Path | None = None
 
+    def _options(self) -> list[str]:
+        return ["--features", str(self.features)] if self.features else []
+
     def _run(self, *args: str, show_stderr: bool = False) -> str:
-        prefix = ("--features", str(self.features)) if self.features else ()
-        return runner.check_cli(self.path, *prefix, *args, capture_stderr=not show_stderr)
+        return runner.check_cli(self.path, *self._options(), *args, capture_stderr=not show_stderr)
 
     def command(self, *args: str) -> list[str]:
         """The full command line of ``args`` (for callers that measure the process themselves)."""
-        prefix = ["--features", str(self.features)] if self.features else []
-        return [sys.executable, "-m", self.path.name, *prefix, *args]
+        return [sys.executable, "-m", self.path.name, *self._options(), *args]
 
     def synth(self, out: Path, rows: int, seed: int = 0) -> Path:
         self._run("synth", "--rows", str(rows), "--out", str(out), "--seed", str(seed))
@@ -187,7 +192,7 @@ class PackageCLI:
     ) -> TrainResult:
         """Train into ``out`` with ``key=value`` overrides of the package's training config."""
         args = self.train_args(train, valid, out, overrides, quiet)
-        return _parse(TrainResult, self._run(*args, show_stderr=not quiet), "train")
+        return self.parse_train(self._run(*args, show_stderr=not quiet))
 
     @staticmethod
     def train_args(train: Path, valid: Path, out: Path, overrides: Iterable[str] = (), quiet: bool = True) -> list:

@@ -24,7 +24,7 @@ from . import _git
 from .datasets.tasks import ALIASES
 from .errors import SmtError
 from .fleet import Package, load_package
-from .package_cli import Capacity, EventMetrics, PackageCLI, mean_ne
+from .package_cli import Capacity, EventMetrics, PackageCLI, events_to_dict, mean_ne
 from .status import render_answers
 from .template import TemplateRepo, is_model_owned, model_owned_patterns, questions
 
@@ -47,8 +47,8 @@ class Run:
     def to_dict(self) -> dict:
         return {
             **{k: getattr(self, k) for k in ("package", "variant", "seed", "train_seconds", "steps")},
-            "test": {e: m.to_dict() for e, m in self.test.items()},
-            "valid": {e: m.to_dict() for e, m in self.valid.items()},
+            "test": events_to_dict(self.test),
+            "valid": events_to_dict(self.valid),
             "capacity": self.capacity.to_dict() if self.capacity else {},
         }
 

@@ -157,8 +157,7 @@ def _pending_in_dry_run(package: Package, open_tx: list[journal.Pending], versio
     """In a dry run, a package that a killed sync left half-updated is reported, not planned."""
     for tx in open_tx:
         if tx.package_dir.resolve() == package.path.resolve():
-            reason = "a killed sync left this package half-updated; run `smt recover` (or `smt sync`) first"
-            return SyncResult(package.name, package.version, version, REFUSED, reason=reason)
+            return SyncResult(package.name, package.version, version, REFUSED, reason=journal.PENDING)
     return None
 
 
