@@ -17,7 +17,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .errors import ConfigError
-from .model import FeatureSizes, RankingModel
+from .model import FeatureSizes, RankingModel, probe_inputs
 from .spec import ModelSpec
 
 TOLERANCE = 0.02
@@ -45,13 +45,8 @@ def _count(spec: ModelSpec, sizes, device: torch.device) -> float:
     probe = FeatureSizes(tuple(2 for _ in sizes.sparse), tuple(2 for _ in sizes.multi_hot), sizes.num_dense)
     with device:
         model = RankingModel(dataclasses.replace(spec, flops_budget=0), probe).eval()
-        inputs = (
-            torch.zeros((PROBE_BATCH, len(probe.sparse)), dtype=torch.long),
-            torch.zeros((PROBE_BATCH, probe.num_dense)),
-            [torch.ones((PROBE_BATCH, 1), dtype=torch.long) for _ in probe.multi_hot],
-        )
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(*inputs)
+            model(*probe_inputs(probe, PROBE_BATCH))
     return counter.get_total_flops() / PROBE_BATCH
 
 

@@ -47,6 +47,16 @@ def layout(spec: ModelSpec, sizes: FeatureSizes) -> Layout:
     )
 
 
+def probe_inputs(sizes: FeatureSizes, batch: int) -> tuple:
+    """Valid inputs of every shape class, on the current default device: sparse (B, Fs) zeros, dense (B, Fd)
+    zeros, multi_hot [(B, 1)] ones. For shape checks and FLOP counts, where values do not matter."""
+    return (
+        torch.zeros((batch, len(sizes.sparse)), dtype=torch.long),
+        torch.zeros((batch, sizes.num_dense)),
+        [torch.ones((batch, 1), dtype=torch.long) for _ in sizes.multi_hot],
+    )
+
+
 class RankingModel(nn.Module):
     """Assembles the stages named by the package's answers, with the extension's stages in their slots.
 

@@ -10,7 +10,7 @@ import torch
 
 from . import extensions
 from .budget import fit_to_budget
-from .model import FeatureSizes, RankingModel, layout
+from .model import FeatureSizes, RankingModel, layout, probe_inputs
 from .spec import ModelSpec
 from .stages import Extension, ExtensionError, check_shapes, check_slots
 
@@ -28,7 +28,7 @@ def build_model(spec: ModelSpec, sizes: FeatureSizes, seed: int = 0) -> RankingM
     torch.manual_seed(seed)
     extension = load_extension(spec, sizes)
     model = RankingModel(spec, sizes, extension)
-    check_shapes(model, extension, probe_inputs(sizes), len(spec.events))
+    check_shapes(model, extension, probe_inputs(sizes, PROBE_BATCH), len(spec.events))
     _legacy_hook(model, spec)
     return model
 
@@ -39,15 +39,6 @@ def load_extension(spec: ModelSpec, sizes: FeatureSizes) -> Extension:
     if make is None:
         return Extension()
     return check_slots(make(spec, layout(spec, sizes)))
-
-
-def probe_inputs(sizes: FeatureSizes, batch: int = PROBE_BATCH) -> tuple:
-    """Valid inputs of every shape class: sparse (B, Fs) zeros, dense (B, Fd) zeros, multi_hot [(B, 1)] ones."""
-    return (
-        torch.zeros((batch, len(sizes.sparse)), dtype=torch.long),
-        torch.zeros((batch, sizes.num_dense)),
-        [torch.ones((batch, 1), dtype=torch.long) for _ in sizes.multi_hot],
-    )
 
 
 def _legacy_hook(model: RankingModel, spec: ModelSpec) -> None:
