@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from scaffold import runner
+from scaffold.datasets import tasks as T
 from scaffold.fleet import load_package
 from scaffold.status import compare_to_render, render_answers
 from scaffold.template import model_owned_patterns
@@ -21,6 +22,7 @@ MOVIELENS = {
     "multi_hot": ["genres"],
     "dense": [],
 }
+FLIGHTS = {"sparse": T.FLIGHTS_SPARSE, "multi_hot": [], "dense": T.FLIGHTS_DENSE}
 # The task columns of DESIGN §5, which each package's features.yaml must declare exactly.
 TASKS = {
     "movielens_like": {"labels": ["label"], **MOVIELENS},
@@ -41,6 +43,33 @@ TASKS = {
         "dense": ["age", "fnlwgt", "educational-num", "capital-gain", "capital-loss", "hours-per-week"],
     },
     "bio_rare": {"labels": ["label"], "sparse": [], "multi_hot": [], "dense": [f"f{i}" for i in range(4, 78)]},
+    "flights_delay": {"labels": ["delayed"], **FLIGHTS},
+    "flights_multi": {"labels": ["delayed", "cancelled"], **FLIGHTS},
+    "bank_conversion": {"labels": ["label"], "sparse": T.BANK_SPARSE, "multi_hot": [], "dense": T.BANK_DENSE},
+    "credit_default": {
+        "labels": ["label"],
+        "sparse": [],
+        "multi_hot": [],
+        "dense": [
+            "RevolvingUtilizationOfUnsecuredLines",
+            "age",
+            "NumberOfTime30-59DaysPastDueNotWorse",
+            "DebtRatio",
+            "MonthlyIncome",
+            "NumberOfOpenCreditLinesAndLoans",
+            "NumberOfTimes90DaysLate",
+            "NumberRealEstateLoansOrLines",
+            "NumberOfTime60-89DaysPastDueNotWorse",
+            "NumberOfDependents",
+        ],
+    },
+    "employment": {"labels": ["label"], "sparse": T.EMPLOYMENT_SPARSE, "multi_hot": [], "dense": ["AGEP"]},
+    "clothing_recommend": {
+        "labels": ["label"],
+        "sparse": ["clothing_id", "division", "department", "class_name"],
+        "multi_hot": ["words"],
+        "dense": ["age", "positive_feedback"],
+    },
     "criteo_ctr": {
         "labels": ["label"],
         "sparse": [f"C{i}" for i in range(1, 27)],
@@ -55,8 +84,10 @@ def template_dir(tmp_path_factory):
     return copy_template(tmp_path_factory.mktemp("template"))
 
 
-def test_fleet_is_the_five_task_packages():
+def test_fleet_is_the_ten_real_task_packages_and_criteo():
     assert PACKAGES == sorted(TASKS)
+    real = [name for name in PACKAGES if name != "criteo_ctr"]
+    assert len(real) == 10 and {T.ALIASES.get(n, n) for n in real} == set(T.TASKS)
     interactions = {load_package(FLEET / name).answers["interaction"] for name in PACKAGES}
     assert interactions == {"concat", "dot", "dcn_v2"}
 

@@ -1,0 +1,93 @@
+"""Checkpoints that carry everything needed to evaluate, export or resume (template-owned).
+
+A training directory holds ``last.pt`` (full state for exact resume), ``best.pt`` (weights with the best
+validation NE), ``log.jsonl`` and ``metrics.json``. Both ``.pt`` files carry ``meta``: package name, model
+spec, feature schema and its fingerprint, fitted preprocessing, table sizes and the training config.
+Writes are atomic (temp file + rename), so a killed run never leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .atomic import replacing
+from .errors import CheckpointError
+from .schema import FeatureSchema, model_fingerprint
+from .spec import ModelSpec
+
+LAST, BEST = "last.pt", "best.pt"
+
+
+def make_meta(spec: ModelSpec, schema: FeatureSchema, preprocessor_state: dict, sizes: dict, config: dict) -> dict:
+    return {
+        "format": 1,
+        "package": spec.name,
+        "spec": spec.to_dict(),
+        "schema": schema.to_dict(),
+        "schema_fingerprint": schema.fingerprint(),
+        "preprocessor": preprocessor_state,
+        "sizes": sizes,
+        "config": config,
+    }
+
+
+def save(payload: dict, path: Path) -> None:
+    with replacing(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load(path: Path) -> dict:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found; train first or point --checkpoint at a training dir")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt files
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a checkpoint ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or "meta" not in payload or "model" not in payload:
+        raise CheckpointError(f"checkpoint {path} is not a checkpoint of this template")
+    return payload
+
+
+def load_for_inference(checkpoint: str | Path) -> dict:
+    """The best weights of a training directory (or a ``.pt`` file), falling back to the last ones."""
+    path = Path(checkpoint)
+    if path.is_dir():
+        path = path / BEST if (path / BEST).is_file() else path / LAST
+    return load(path)
+
+
+def check_compatible(meta: dict, spec: ModelSpec, schema: FeatureSchema, where: Path | str) -> None:
+    """Refuse a checkpoint made by another package, other answers or another feature schema."""
+    if meta.get("package") != spec.name:
+        raise CheckpointError(f"checkpoint {where} was made by package '{meta.get('package')}', not '{spec.name}'")
+    if meta.get("spec") != spec.to_dict():
+        changed = sorted(k for k, v in spec.to_dict().items() if meta.get("spec", {}).get(k) != v)
+        raise CheckpointError(
+            f"checkpoint {where} was made with other template answers ({', '.join(changed)}); retrain the model"
+        )
+    if model_fingerprint(meta.get("schema") or {}) != schema.fingerprint():
+        raise CheckpointError(
+            f"checkpoint {where} was trained with a different feature schema than features.yaml; "
+            "retrain, or restore the features.yaml it was trained with"
+        )
+
+
+def load_trained(checkpoint: str | Path, schema: FeatureSchema):
+    """(model in eval mode, meta, fitted Preprocessor) of a training dir checked against this package."""
+    from .builder import build_model
+    from .model import FeatureSizes
+    from .preprocess import Preprocessor
+    from .spec import SPEC
+
+    schema.check_events(SPEC.events)
+    payload = load_for_inference(checkpoint)
+    meta = payload["meta"]
+    check_compatible(meta, SPEC, schema, checkpoint)
+    model = build_model(SPEC, FeatureSizes.from_dict(meta["sizes"]))
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError:
+        raise CheckpointError(f"checkpoint {checkpoint} does not fit this model's layers; retrain") from None
+    return model.eval(), meta, Preprocessor(schema, meta["preprocessor"])

@@ -1,0 +1,25 @@
+"""Evaluate a trained checkpoint on a data file: metrics per event (template-owned)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .cache import encode_file
+from .checkpoint import load_trained
+from .metrics import all_metrics
+from .predict import predict
+from .schema import FeatureSchema
+from .spec import SPEC
+
+
+def evaluate(checkpoint: str | Path, data_path: str | Path, schema: FeatureSchema, batch_size: int = 4096) -> dict:
+    """``{"rows": N, "events": {event: {logloss, ne, auc, calibration, ...}}}``."""
+    model, _, pre = load_trained(checkpoint, schema)
+    _, data = encode_file(data_path, schema, pre)
+    probs = predict(model, data, batch_size=batch_size)
+    return {
+        "checkpoint": str(checkpoint),
+        "data": str(data_path),
+        "rows": len(data),
+        "events": all_metrics(SPEC.events, data.labels.numpy(), probs),
+    }

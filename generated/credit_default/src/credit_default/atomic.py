@@ -1,0 +1,46 @@
+"""Files replaced atomically: written aside, fsynced, renamed over the target (template-owned).
+
+A process killed at any moment leaves the old file or the new one, never a torn one; a write that fails
+(or a check of the new file that fails) leaves the old file untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def replacing(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same suffix); on success, fsync it and rename it over ``path``.
+
+    >>> import tempfile
+    >>> target = Path(tempfile.mkdtemp()) / "metrics.json"
+    >>> with replacing(target) as tmp:
+    ...     _ = tmp.write_text("{}")
+    >>> target.read_text(), sorted(p.name for p in target.parent.iterdir())
+    ('{}', ['metrics.json'])
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        yield tmp
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically."""
+    with replacing(path) as tmp:
+        tmp.write_text(text)

@@ -1,0 +1,394 @@
+"""Training loop: config → data → model (new or resumed) → optimizers → one loop (template-owned).
+
+Dense parameters use AdamW, embedding tables (sparse gradients) RowSparseAdam; lr warms up linearly then
+decays by cosine; dense gradients are clipped; validation NE drives best-checkpointing and early stopping.
+Data order depends only on (seed, epoch), so a run resumed from ``last.pt`` reproduces the uninterrupted run.
+Data are encoded once into tensors (cached on disk, see cache.py) and batched by gathering rows of them.
+Under ``torchrun`` every process trains on its shard of each global batch (see distributed.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import atomic
+from . import checkpoint as ckpt
+from . import distributed as dist
+from .cache import encode_file
+from .config import TrainConfig, config_from_dict
+from .data import ParquetColumns
+from .errors import ConfigError, TrainingError
+from .inputs import check_both_classes, check_same_inputs, file_identity
+from .loss import multi_event_bce
+from .metrics import all_metrics, bias_for_rate
+from .builder import build_model
+from .model import FeatureSizes, RankingModel
+from .optimizers import build_optimizers
+from .predict import predict, to_device
+from .preprocess import EncodedData, Preprocessor
+from .schema import FeatureSchema
+from .spec import SPEC
+from .stream import InMemoryBatches, StreamedBatches
+
+
+class Interrupted(Exception):
+    """Training stopped early on request (SIGINT or ``stop_after``); ``last.pt`` holds the state."""
+
+
+@dataclass
+class Progress:
+    """Where a run is; saved in ``last.pt``."""
+
+    step: int = 0
+    best_ne: float = math.inf
+    best_step: int = -1
+    bad_evals: int = 0
+    last_eval_step: int = -1
+    samples: int = 0
+    done: bool = False
+    train_seconds: float = 0.0
+    best_metrics: dict = field(default_factory=dict)
+
+
+def lr_factor(step: int, total_steps: int, config: TrainConfig) -> float:
+    """Multiplier of the peak lr at ``step``: linear warmup, then cosine decay to ``min_lr_ratio``."""
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    span = max(1, total_steps - config.warmup_steps)
+    progress = min(1.0, (step - config.warmup_steps) / span)
+    return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def train(
+    train_path: str | Path,
+    valid_path: str | Path,
+    out_dir: str | Path,
+    config: TrainConfig,
+    schema: FeatureSchema,
+    resume: bool = False,
+    stop_after: int | None = None,
+    show_progress: bool | None = None,
+) -> dict:
+    """Train, write checkpoints to ``out_dir`` and return a summary with the best validation metrics."""
+    schema.check_events(SPEC.events)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; training writes a directory (checkpoints, log): pick a new path")
+    last_path = out / ckpt.LAST
+    if last_path.exists() and not resume:
+        raise ConfigError(f"{out} already holds a training run; pass --resume to continue it or pick a new --out")
+    inputs = {"train": file_identity(train_path), "valid": file_identity(valid_path)}
+    resumed = ckpt.load(last_path) if resume else None
+    if resumed is not None:
+        ckpt.check_compatible(resumed["meta"], SPEC, schema, last_path)
+        check_same_inputs(resumed["meta"].get("inputs"), inputs)
+        config = config_from_dict(resumed["meta"]["config"])
+    world = dist.init_world(_device(config.device).type)
+    try:
+        if not world.is_main:
+            dist.barrier(world)  # rank 0 encodes (and caches) first; the others then load its cache entries
+        fitted = Preprocessor(schema, resumed["meta"]["preprocessor"]) if resumed is not None else None
+        if config.stream:
+            pre = fitted if fitted is not None else Preprocessor.fit(ParquetColumns(train_path, schema), schema)
+            source = StreamedBatches(train_path, pre, config.batch_size, config.seed)
+            rates, kept_negatives = source.label_rates(), torch.ones(len(schema.labels))
+        else:
+            pre, train_data = encode_file(train_path, schema, fitted, use_cache=config.data_cache)
+            train_data, kept_negatives = downsample_negatives(train_data, config.negative_sampling, config.seed)
+            staged = stage_on_device(train_data, _device(config.device, world.local_rank))
+            source = InMemoryBatches(staged, config.batch_size, config.seed)
+            rates = train_data.labels.mean(dim=0)
+        _, valid_data = encode_file(valid_path, schema, pre, use_cache=config.data_cache)
+        check_both_classes(valid_data, valid_path)
+        if world.is_main:
+            dist.barrier(world)
+        sparse_sizes, multi_sizes = pre.cardinalities()
+        sizes = FeatureSizes(tuple(sparse_sizes), tuple(multi_sizes), schema.dense_width)
+        meta = ckpt.make_meta(SPEC, schema, pre.state, sizes.to_dict(), config.to_dict())
+        meta["inputs"] = inputs
+        model = build_model(SPEC, sizes, config.seed)
+        model.init_base_rates(rates.cpu())
+        model.set_calibration(torch.log(kept_negatives))  # He et al. 2014 correction, applied in eval only
+        run = _Run(config, meta, out, model, world)
+        if resumed is not None:
+            run.restore(resumed)
+        return run.fit(source, valid_data, stop_after, _progress_mode(show_progress) if world.is_main else "off")
+    finally:
+        dist.close_world(world)
+
+
+def _progress_mode(show_progress: bool | None) -> str:
+    """The progress display: "bar" (asked for, or on a terminal), "lines" (plain lines on stderr), or "off"."""
+    if show_progress is None:
+        return "bar" if sys.stderr.isatty() else "lines"
+    return "bar" if show_progress else "off"
+
+
+PROGRESS_SECONDS = 10.0  # without a terminal, a progress line on stderr at most this often (and per evaluation)
+
+
+class _Run:
+    """One training run's mutable state: model, optimizers, progress, log."""
+
+    def __init__(self, config: TrainConfig, meta: dict, out: Path, model: RankingModel, world=dist.SINGLE):
+        self.config, self.meta, self.out, self.world = config, meta, out, world
+        self.device = _device(config.device, world.local_rank)
+        self.model = model.to(self.device)
+        # nccl cannot all-reduce sparse gradients: under it the tables take dense gradients and Adam.
+        optimizers = build_optimizers(model, config, sparse_gradients=world.backend != "nccl")
+        self.dense_opt, self.sparse_opt = optimizers.dense, optimizers.embedding
+        self.dense_params = optimizers.dense_params
+        self.lr_scale = lr_scale(config)
+        self.forward = model
+        if world.enabled:
+            ids = [world.local_rank] if self.device.type == "cuda" else None
+            self.forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        if config.compile:
+            compile_dense_stages(model)
+        self.progress = Progress()
+        self.saved_at = 0.0  # train seconds at the last resumable checkpoint
+        self.progress_lines, self._line_at = False, 0.0  # plain progress lines on stderr (set by fit)
+        if world.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+
+    def restore(self, payload: dict) -> None:
+        self.model.load_state_dict(payload["model"])
+        self.dense_opt.load_state_dict(payload["dense_opt"])
+        if self.sparse_opt is not None:
+            self.sparse_opt.load_state_dict(payload["sparse_opt"])
+        self.progress = Progress(**payload["progress"])
+        self.saved_at = self.progress.train_seconds
+        torch.set_rng_state(payload["rng"])
+
+    def fit(self, source, valid_data, stop_after: int | None, progress: str) -> dict:
+        """Train on batches from ``source`` (InMemoryBatches or StreamedBatches, see stream.py).
+
+        ``progress``: "bar" (tqdm), "lines" (a plain line on stderr every PROGRESS_SECONDS and per evaluation)
+        or "off".
+        """
+        c, p = self.config, self.progress
+        steps_per_epoch = math.ceil(len(source) / c.batch_size)
+        total = c.epochs * steps_per_epoch
+        self.progress_lines, self._line_at = progress == "lines", 0.0
+        bar = tqdm(total=total, initial=p.step, disable=progress != "bar", unit="step", dynamic_ncols=True)
+        started = time.perf_counter() - p.train_seconds
+        try:
+            while p.step < total and not p.done:
+                epoch, offset = divmod(p.step, steps_per_epoch)
+                batch = source.batch(epoch, offset, lambda index: dist.shard(index, self.world))
+                loss = self._step(to_device(batch, self.device), total)
+                p.step += 1
+                p.samples += min(c.batch_size, len(source) - offset * c.batch_size)  # global rows
+                p.train_seconds = time.perf_counter() - started
+                bar.update(1)
+                self._after_step(loss, epoch, steps_per_epoch, total, valid_data, bar)
+                if stop_after is not None and p.step >= stop_after and p.step < total and not p.done:
+                    raise Interrupted(f"stopped after step {p.step}")
+        except (KeyboardInterrupt, Interrupted) as exc:
+            self._save_last()
+            raise Interrupted(f"interrupted at step {p.step}; resume with --resume ({self.out})") from exc
+        finally:
+            bar.close()
+        if p.last_eval_step != p.step:
+            self._evaluate(valid_data)
+        if not self.world.is_main:
+            return {}
+        if self.config.calibrate_bias and not p.done:
+            self._calibrate(valid_data)
+        p.done = True
+        self._save_last()
+        return self._summary()
+
+    def _step(self, batch, total: int) -> torch.Tensor:
+        """One optimizer step; returns the loss as a 0-d tensor (read on the host only when logged: no sync)."""
+        factor = lr_factor(self.progress.step, total, self.config) * self.lr_scale
+        for opt, base in ((self.dense_opt, self.config.lr), (self.sparse_opt, self.config.embedding_lr)):
+            if opt is not None:
+                for group in opt.param_groups:
+                    group["lr"] = base * factor
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            logits = self.forward(batch.sparse, batch.dense, batch.multi_hot)
+        loss = multi_event_bce(logits.float(), batch.labels) + self.model.extra_loss(logits.float(), batch.labels)
+        self.dense_opt.zero_grad(set_to_none=True)
+        if self.sparse_opt is not None:
+            self.sparse_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.dense_params, self.config.clip_norm)
+        self.dense_opt.step()
+        if self.sparse_opt is not None:
+            self.sparse_opt.step()
+        return loss.detach()
+
+    def _after_step(self, loss, epoch, steps_per_epoch, total, valid_data, bar) -> None:
+        c, p = self.config, self.progress
+        if c.log_every and p.step % c.log_every == 0:
+            lr = self.dense_opt.param_groups[0]["lr"]
+            loss = float(loss)
+            self._log({"step": p.step, "epoch": epoch, "loss": loss, "lr": lr, "seconds": p.train_seconds})
+            bar.set_postfix(loss=f"{loss:.4f}")
+        if self.progress_lines and p.train_seconds - self._line_at >= PROGRESS_SECONDS:
+            self._line_at = p.train_seconds
+            rate = p.samples / max(p.train_seconds, 1e-9)
+            print(
+                f"step {p.step}/{total} ({100 * p.step / total:.0f}%) epoch {epoch} loss {float(loss):.4f} "
+                f"{rate:,.0f} samples/s",
+                file=sys.stderr,
+                flush=True,
+            )
+        end_of_epoch = p.step % steps_per_epoch == 0
+        if (c.eval_every and p.step % c.eval_every == 0) or (not c.eval_every and end_of_epoch):
+            self._evaluate(valid_data)
+            self._save_last()
+        elif (c.checkpoint_every and p.step % c.checkpoint_every == 0) or (
+            c.checkpoint_seconds and p.train_seconds - self.saved_at >= c.checkpoint_seconds
+        ):
+            self._save_last()
+        if c.max_seconds and dist.any_rank(p.train_seconds >= c.max_seconds, self.world) and p.step < total:
+            if p.last_eval_step != p.step:
+                self._evaluate(valid_data)
+            p.done = True
+
+    def _evaluate(self, valid_data) -> None:
+        p = self.progress
+        probs = self._predict_all(valid_data)
+        if not np.isfinite(probs).all():
+            raise TrainingError(
+                f"training diverged by step {p.step}: the model predicts non-finite values; "
+                "lower lr / embedding_lr, or look for extreme values in the data"
+            )
+        metrics = all_metrics(SPEC.events, valid_data.labels.numpy(), probs)
+        mean_ne = float(np.mean([m["ne"] for m in metrics.values()]))
+        self._log({"step": p.step, "valid": metrics, "valid_mean_ne": mean_ne})
+        if self.progress_lines:
+            best = min(mean_ne, p.best_ne)
+            print(f"step {p.step}: valid mean NE {mean_ne:.4f} (best {best:.4f})", file=sys.stderr, flush=True)
+        p.last_eval_step = p.step
+        if mean_ne < p.best_ne:
+            p.best_ne, p.best_step, p.bad_evals, p.best_metrics = mean_ne, p.step, 0, metrics
+            if self.world.is_main:
+                ckpt.save({"meta": self.meta, "model": self.model.state_dict(), "step": p.step}, self.out / ckpt.BEST)
+        else:
+            p.bad_evals += 1
+            if self.config.patience and p.bad_evals >= self.config.patience:
+                p.done = True
+
+    def _predict_all(self, data: EncodedData) -> np.ndarray:
+        """Probabilities (N, E) on ``data``; under torchrun each rank predicts its shard and all gather."""
+        if not self.world.enabled:
+            return predict(self.model, data, device=str(self.device))
+        rows = dist.shard(torch.arange(len(data)), self.world)
+        mine = torch.from_numpy(predict(self.model, data.rows(rows), device=str(self.device)))
+        gather_device = self.device if self.world.backend == "nccl" else torch.device("cpu")
+        return dist.gather(mine.to(gather_device), self.world).cpu().numpy()
+
+    def _calibrate(self, valid_data) -> None:
+        """Fit a per-event logit bias on the best weights so that mean prediction = mean label on valid."""
+        best = ckpt.load(self.out / ckpt.BEST)
+        self.model.load_state_dict(best["model"])
+        probs = predict(self.model, valid_data, device=str(self.device))
+        logits = np.log(np.clip(probs, 1e-7, 1 - 1e-7) / np.clip(1 - probs, 1e-7, 1))
+        rates = valid_data.labels.numpy().mean(axis=0)
+        bias = torch.tensor([bias_for_rate(logits[:, e], rates[e]) for e in range(logits.shape[1])])
+        self.model.shift_calibration(bias)
+        metrics = all_metrics(
+            SPEC.events, valid_data.labels.numpy(), predict(self.model, valid_data, device=str(self.device))
+        )
+        self.progress.best_metrics = metrics
+        self._log({"step": self.progress.step, "calibrated_bias": bias.tolist(), "valid": metrics})
+        ckpt.save({"meta": self.meta, "model": self.model.state_dict(), "step": best["step"]}, self.out / ckpt.BEST)
+
+    def _save_last(self) -> None:
+        self.saved_at = self.progress.train_seconds
+        if not self.world.is_main:
+            return
+        payload = {
+            "meta": self.meta,
+            "model": self.model.state_dict(),
+            "dense_opt": self.dense_opt.state_dict(),
+            "sparse_opt": self.sparse_opt.state_dict() if self.sparse_opt is not None else {},
+            "progress": self.progress.__dict__.copy(),
+            "rng": torch.get_rng_state(),
+        }
+        ckpt.save(payload, self.out / ckpt.LAST)
+
+    def _log(self, record: dict) -> None:
+        if not self.world.is_main:
+            return
+        with (self.out / "log.jsonl").open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    def _summary(self) -> dict:
+        p = self.progress
+        summary = {
+            "steps": p.step,
+            "best_step": p.best_step,
+            "train_seconds": round(p.train_seconds, 3),
+            "samples_per_second": round(p.samples / max(p.train_seconds, 1e-9), 1),
+            "valid": p.best_metrics,
+        }
+        atomic.write_text(self.out / "metrics.json", json.dumps(summary, indent=2) + "\n")
+        return summary
+
+
+def downsample_negatives(data, rate: float, seed: int):
+    """Keep every row with a positive label and a ``rate`` fraction of the all-negative rows (seeded).
+
+    Returns the kept rows and, per event, the fraction of that event's negatives that were kept (E,): with
+    several events a row negative for one event may be kept as a positive of another, so each event's
+    correction is log(its own kept fraction); with one event it is log(rate) up to sampling noise.
+    """
+    events = data.labels.shape[1]
+    if rate >= 1.0:
+        return data, torch.ones(events)
+    generator = torch.Generator().manual_seed(seed + 104729)
+    keep = (data.labels.sum(dim=1) > 0) | (torch.rand(len(data), generator=generator) < rate)
+    negatives = data.labels == 0  # (N, E)
+    kept = (negatives & keep.unsqueeze(1)).sum(dim=0) / negatives.sum(dim=0).clamp(min=1)
+    return data.rows(torch.nonzero(keep).squeeze(1)), kept.float()
+
+
+def lr_scale(config: TrainConfig) -> float:
+    """Large-batch rule: peak lr × (global batch / reference batch) for ``linear``, its square root for ``sqrt``."""
+    ratio = config.batch_size / config.reference_batch_size
+    return {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[config.lr_scaling]
+
+
+def compile_dense_stages(model: RankingModel) -> None:
+    """``torch.compile`` the dense stages in place (the embedding lookup stays eager: sparse gradients)."""
+    for stage in (model.dense_arch, model.interaction, model.over_arch):
+        if stage is not None:
+            stage.compile(dynamic=False)
+
+
+def stage_on_device(data: EncodedData, device: torch.device) -> EncodedData:
+    """On CUDA, keep the whole encoded dataset on the GPU when it fits in half the free memory, else pin it."""
+    if device.type != "cuda":
+        return data
+    size = data.sparse.nbytes + data.dense.nbytes + sum(m.nbytes for m in data.multi_hot) + data.labels.nbytes
+    free, _ = torch.cuda.mem_get_info(device)
+    if size < free // 2:
+        return to_device(data, device)
+    return EncodedData(
+        data.sparse.pin_memory(),
+        [m.pin_memory() for m in data.multi_hot],
+        data.dense.pin_memory(),
+        data.labels.pin_memory(),
+    )
+
+
+def _device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda requested but no CUDA device is available; use device=cpu")
+    return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)

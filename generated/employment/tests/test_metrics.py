@@ -1,0 +1,44 @@
+"""Metrics agree with scikit-learn and with their definitions (template-owned)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.metrics import log_loss, roc_auc_score
+
+from employment.metrics import auc, calibration, event_metrics, logloss, normalized_entropy
+
+
+@pytest.fixture
+def random_predictions():
+    rng = np.random.default_rng(7)
+    labels = (rng.random(2000) < 0.3).astype(float)
+    probs = np.clip(0.3 + 0.3 * (labels - 0.3) + rng.normal(0, 0.15, 2000), 0.01, 0.99)
+    return labels, np.round(probs, 2)  # rounding makes ties, which AUC must average
+
+
+def test_logloss_and_auc_match_sklearn(random_predictions):
+    labels, probs = random_predictions
+    assert logloss(labels, probs) == pytest.approx(log_loss(labels, probs), rel=1e-9)
+    assert auc(labels, probs) == pytest.approx(roc_auc_score(labels, probs), rel=1e-12)
+
+
+def test_ne_is_logloss_over_base_rate_entropy(random_predictions):
+    labels, probs = random_predictions
+    p = labels.mean()
+    entropy = -(p * np.log(p) + (1 - p) * np.log(1 - p))
+    assert normalized_entropy(labels, probs) == pytest.approx(log_loss(labels, probs) / entropy, rel=1e-9)
+    assert normalized_entropy(labels, np.full_like(probs, p)) == pytest.approx(1.0, rel=1e-9)
+
+
+def test_calibration_is_mean_prediction_over_mean_label(random_predictions):
+    labels, probs = random_predictions
+    assert calibration(labels, probs) == pytest.approx(probs.mean() / labels.mean())
+
+
+def test_metrics_a_single_class_cannot_define_are_null_not_nan():
+    metrics = event_metrics(np.zeros(10), np.full(10, 0.1))
+    assert metrics["auc"] is None and metrics["calibration"] is None and metrics["ne"] is None
+    assert json.loads(json.dumps(metrics))["logloss"] == pytest.approx(metrics["logloss"])  # valid JSON

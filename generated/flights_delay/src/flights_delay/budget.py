@@ -1,0 +1,80 @@
+"""Neutral serving capacity: size a model to a dense-FLOPs-per-example budget (template-owned).
+
+With a ``flops_budget`` answer, the width multiplier of every MLP is solved by bisection so that the model's
+dense FLOPs per example (torch.utils.flop_counter, forward pass) land within ±2% of the budget. Comparisons
+between variants are then at equal serving cost. Embedding lookups cost 0 FLOPs here: report bytes apart.
+The budget sizes the template's stages; stages of the package's extension are counted by ``capacity`` but
+not resized.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .errors import ConfigError
+from .model import FeatureSizes, RankingModel, probe_inputs
+from .spec import ModelSpec
+
+TOLERANCE = 0.02
+PROBE_BATCH = 8
+
+
+META_ABOVE = 4.0  # probes wider than this count on the meta device: shapes only, nothing allocated
+
+
+def dense_flops(spec: ModelSpec, sizes) -> float:
+    """Dense FLOPs per example of the model ``spec`` builds for ``sizes`` (tables shrunk: they cost 0 FLOPs).
+
+    FLOPs depend on shapes alone, so wide probes are built on the ``meta`` device (a 64× model would
+    otherwise allocate and initialise gigabytes just to be counted); the count is the same on either device.
+    """
+    if spec.width_multiplier > META_ABOVE:
+        try:
+            return _count(spec, sizes, torch.device("meta"))
+        except (NotImplementedError, RuntimeError):  # an op without a meta kernel: count on the CPU
+            pass
+    return _count(spec, sizes, torch.device("cpu"))
+
+
+def _count(spec: ModelSpec, sizes, device: torch.device) -> float:
+    probe = FeatureSizes(tuple(2 for _ in sizes.sparse), tuple(2 for _ in sizes.multi_hot), sizes.num_dense)
+    with device:
+        model = RankingModel(dataclasses.replace(spec, flops_budget=0), probe).eval()
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(*probe_inputs(probe, PROBE_BATCH))
+    return counter.get_total_flops() / PROBE_BATCH
+
+
+@functools.lru_cache(maxsize=32)
+def fit_to_budget(spec: ModelSpec, sizes) -> ModelSpec:
+    """``spec`` with the width multiplier that puts dense FLOPs/example within ±2% of ``spec.flops_budget``."""
+    budget = spec.flops_budget
+
+    def flops(multiplier: float) -> float:
+        return dense_flops(dataclasses.replace(spec, width_multiplier=multiplier), sizes)
+
+    low, high = 1e-3, 64.0
+    if flops(low) > budget * (1 + TOLERANCE):
+        raise ConfigError(
+            f"flops_budget {budget:,} is too small for any model of this package (the narrowest needs "
+            f"{flops(low):,.0f} FLOPs/example); raise it, or lower dcn_rank / embedding_dim"
+        )
+    if flops(high) < budget * (1 - TOLERANCE):
+        raise ConfigError(f"flops_budget {budget:,} needs more than 64× the widths; add layers to over_arch instead")
+    best = (math.inf, 1.0)
+    for _ in range(40):
+        middle = math.sqrt(low * high)
+        value = flops(middle)
+        best = min(best, (abs(value - budget) / budget, middle))
+        if value > budget:
+            high = middle
+        else:
+            low = middle
+    if best[0] > TOLERANCE:
+        raise ConfigError(f"no width lands within ±2% of flops_budget {budget:,} (closest {best[0]:.1%}); adjust it")
+    return dataclasses.replace(spec, width_multiplier=round(best[1], 6), flops_budget=0)

@@ -1,0 +1,156 @@
+"""Command line: ``python -m <package> train|evaluate|export|synth|capacity`` (template-owned).
+
+Parses arguments, calls the library, prints results; maps typed errors to exit code 2 with one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import options_help
+from .errors import ModelError
+from .spec import SPEC
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_FEATURES = PACKAGE_DIR / "features.yaml"
+DEFAULT_TRAIN_CONFIG = PACKAGE_DIR / "train.yaml"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"python -m {SPEC.name}", description=__doc__.splitlines()[0])
+    parser.add_argument("--features", default=str(DEFAULT_FEATURES), help="feature schema (default: packaged)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser(
+        "train",
+        help="train on a train file, early-stop on a valid file",
+        epilog=options_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--train", required=True)
+    p.add_argument("--valid", required=True)
+    p.add_argument("--out", required=True, help="training directory (checkpoints, log, metrics)")
+    p.add_argument("--config", default=str(DEFAULT_TRAIN_CONFIG), help="training overrides YAML")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    p.add_argument("--quiet", action="store_true", help="no progress (bar on a terminal, else lines on stderr)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="training options, e.g. lr=0.001")
+    p = sub.add_parser("evaluate", help="metrics per event of a checkpoint on a data file")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("export", help="torch.export artifact with parity check, latency and throughput")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--batches", default="1,64,4096", help="batch sizes to time, comma-separated")
+    p.add_argument("--repeats", type=int, default=20, help="timed calls per batch size (median reported)")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("synth", help="seeded synthetic data matching the schema")
+    p.add_argument("--rows", type=int, required=True)
+    p.add_argument("--out", required=True, help=".parquet, .csv or .tsv (header-less, file_columns order)")
+    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("capacity", help="parameters, embedding bytes, dense FLOPs per example")
+    p.add_argument("--checkpoint", help="a training dir; default: sizes implied by features.yaml")
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _schema(args):
+    from .schema import load_schema
+
+    return load_schema(args.features)
+
+
+def _train(args) -> int:
+    from .config import load_config
+    from .train import Interrupted, train
+
+    schema = _schema(args)
+    if args.resume and args.overrides:
+        print("error: --resume continues the saved run exactly; drop the key=value overrides", file=sys.stderr)
+        return 2
+    config = load_config(args.config, args.overrides)
+    try:
+        show = False if args.quiet else None
+        summary = train(args.train, args.valid, args.out, config, schema, resume=args.resume, show_progress=show)
+    except Interrupted as exc:
+        print(f"stopped: {exc}", file=sys.stderr)
+        return 130
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .evaluate import evaluate
+
+    result = evaluate(args.checkpoint, args.data, _schema(args))
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{'event':<16}{'rows':>9}{'logloss':>10}{'NE':>9}{'AUC':>9}{'calib':>8}")
+    for event, m in result["events"].items():
+        ne, auc, calib = (_shown(m[k], width) for k, width in (("ne", 9), ("auc", 9), ("calibration", 8)))
+        print(f"{event:<16}{m['rows']:>9}{m['logloss']:>10.4f}{ne}{auc}{calib}")
+    return 0
+
+
+def _shown(value: float | None, width: int) -> str:
+    """A metric in the table: 4 decimals, or '–' where the split cannot define it."""
+    return f"{'–':>{width}}" if value is None else f"{value:>{width}.4f}"
+
+
+def _export(args) -> int:
+    from .export import export
+
+    try:
+        batches = tuple(int(b) for b in args.batches.split(","))
+    except ValueError:
+        print(f"error: --batches must be comma-separated integers, got {args.batches!r}", file=sys.stderr)
+        return 2
+    result = export(args.checkpoint, args.out, _schema(args), latency_batches=batches, repeats=args.repeats)
+    print(json.dumps(result, indent=2) if args.json else f"exported {result['artifact']} {result}")
+    return 0
+
+
+def _synth(args) -> int:
+    from .data import write_table
+    from .synth import synthesize
+
+    if args.rows < 1:
+        print("error: --rows must be >= 1", file=sys.stderr)
+        return 2
+    schema = _schema(args)
+    write_table(synthesize(schema, args.rows, seed=args.seed), args.out, schema)
+    print(f"wrote {args.rows} rows to {args.out}")
+    return 0
+
+
+def _capacity(args) -> int:
+    from .capacity import capacity, sizes_from_schema
+    from .checkpoint import load_trained
+    from .builder import build_model
+    from .model import FeatureSizes
+
+    schema = _schema(args)
+    if args.checkpoint:
+        model, meta, _ = load_trained(args.checkpoint, schema)
+        sizes = FeatureSizes.from_dict(meta["sizes"])
+    else:
+        sizes = sizes_from_schema(schema)
+        model = build_model(SPEC, sizes)
+    result = capacity(model, sizes, schema)
+    print(json.dumps(result, indent=2) if args.json else "\n".join(f"{k}: {v:,.0f}" for k, v in result.items()))
+    return 0
+
+
+COMMANDS = {"train": _train, "evaluate": _evaluate, "export": _export, "synth": _synth, "capacity": _capacity}

@@ -1,0 +1,78 @@
+"""Training learns, schedules, checkpoints and resumes exactly (template-owned)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from flights_delay.config import config_from_dict
+from flights_delay.spec import SPEC
+from flights_delay.train import Interrupted, lr_factor, train
+
+
+def test_training_learns_the_synthetic_signal(trained):
+    out, summary = trained
+    for event, metrics in summary["valid"].items():
+        assert metrics["ne"] < 0.97, event
+        assert metrics["auc"] > 0.6, event
+    losses = [r["loss"] for r in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if "loss" in r]
+    assert losses[-1] < losses[0]
+    assert (out / "best.pt").is_file() and (out / "last.pt").is_file() and (out / "metrics.json").is_file()
+
+
+def test_lr_schedule_warms_up_then_decays_to_floor():
+    config = config_from_dict({"warmup_steps": 10, "min_lr_ratio": 0.1})
+    factors = [lr_factor(step, 110, config) for step in range(111)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:]))
+    assert factors[110] == pytest.approx(0.1)
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path, tiny_schema, tiny_files):
+    config = config_from_dict({"epochs": 2, "batch_size": 256, "checkpoint_every": 3, "eval_every": 5})
+    full = train(*tiny_files, tmp_path / "full", config, tiny_schema, show_progress=False)
+    with pytest.raises(Interrupted):
+        train(*tiny_files, tmp_path / "part", config, tiny_schema, stop_after=7, show_progress=False)
+    resumed = train(*tiny_files, tmp_path / "part", config, tiny_schema, resume=True, show_progress=False)
+    assert resumed["steps"] == full["steps"] and resumed["best_step"] == full["best_step"]
+    assert resumed["valid"] == full["valid"]
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "part" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_early_stopping_stops_before_the_last_epoch(tmp_path, tiny_schema, tiny_files):
+    config = config_from_dict({"epochs": 30, "batch_size": 1024, "lr": 0.05, "eval_every": 1, "patience": 2})
+    summary = train(*tiny_files, tmp_path / "run", config, tiny_schema, show_progress=False)
+    assert summary["steps"] < 30 * 3
+    assert summary["best_step"] <= summary["steps"] - 2
+
+
+def test_negative_downsampling_is_corrected_at_evaluation(tmp_path, tiny_schema, tiny_files):
+    from flights_delay.checkpoint import load_trained
+    from flights_delay.data import read_table
+    from flights_delay.predict import predict
+
+    config = config_from_dict({"epochs": 3, "batch_size": 256, "warmup_steps": 5, "negative_sampling": 0.25})
+    train(*tiny_files, tmp_path / "s", config, tiny_schema, show_progress=False)
+    model, _, pre = load_trained(tmp_path / "s", tiny_schema)
+    assert (model.logit_shift >= math.log(0.25) - 0.1).all() and (model.logit_shift < -0.5).all()
+    valid = pre.transform(read_table(tiny_files[1], tiny_schema))
+    rates = valid.labels.numpy().mean(axis=0)
+    corrected = predict(model, valid).mean(axis=0) / rates
+    model.logit_shift.zero_()
+    uncorrected = predict(model, valid).mean(axis=0) / rates
+    assert (uncorrected > 1.2).all()  # trained on a quarter of the negatives, the raw model over-predicts
+    assert (abs(corrected - 1) < 0.5 * abs(uncorrected - 1)).all()
+    if len(SPEC.events) == 1:  # one event: the correction is exact up to noise
+        assert abs(corrected[0] - 1) < 0.2
+
+
+def test_calibrated_bias_makes_valid_calibration_one(tmp_path, tiny_schema, tiny_files):
+    config = config_from_dict({"epochs": 2, "batch_size": 256, "warmup_steps": 5, "calibrate_bias": True})
+    summary = train(*tiny_files, tmp_path / "c", config, tiny_schema, show_progress=False)
+    for event, metrics in summary["valid"].items():
+        assert metrics["calibration"] == pytest.approx(1.0, abs=1e-3), event

@@ -1,0 +1,83 @@
+"""Evaluation metrics per event: logloss, NE, AUC, calibration (template-owned).
+
+NE (He et al. 2014) = logloss / entropy of the base rate: lower is better, < 1 beats predicting the base rate.
+Calibration = mean prediction / mean label (target 1.0). A metric that a split cannot define (AUC, NE and
+calibration when the split holds one class only) is None, written as JSON null, never NaN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+EPS = 1e-7
+
+
+def logloss(labels: np.ndarray, probs: np.ndarray) -> float:
+    """Mean binary cross-entropy of probabilities ``probs`` (N,) against 0/1 ``labels`` (N,)."""
+    p = np.clip(probs.astype(np.float64), EPS, 1 - EPS)
+    y = labels.astype(np.float64)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def base_entropy(labels: np.ndarray) -> float:
+    """Entropy of a constant predictor at the base rate of ``labels``."""
+    rate = float(np.clip(np.mean(labels), EPS, 1 - EPS))
+    return float(-(rate * np.log(rate) + (1 - rate) * np.log(1 - rate)))
+
+
+def normalized_entropy(labels: np.ndarray, probs: np.ndarray) -> float:
+    return logloss(labels, probs) / base_entropy(labels)
+
+
+def auc(labels: np.ndarray, probs: np.ndarray) -> float:
+    """ROC AUC by the rank-sum (Mann–Whitney) formula with average ranks for ties; NaN for one class."""
+    y = labels.astype(bool)
+    positives, negatives = int(y.sum()), int((~y).sum())
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    order = np.argsort(probs, kind="mergesort")
+    sorted_scores = probs[order]
+    ranks = np.empty(len(probs), dtype=np.float64)
+    boundaries = np.flatnonzero(np.diff(sorted_scores)) + 1
+    starts = np.concatenate([[0], boundaries])
+    ends = np.concatenate([boundaries, [len(probs)]])
+    average = (starts + ends + 1) / 2.0  # 1-based average rank of each tie group
+    ranks[order] = np.repeat(average, ends - starts)
+    return float((ranks[y].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
+
+
+def calibration(labels: np.ndarray, probs: np.ndarray) -> float:
+    """Mean prediction / mean label; NaN when there is no positive label."""
+    mean_label = float(np.mean(labels))
+    return float(np.mean(probs)) / mean_label if mean_label > 0 else float("nan")
+
+
+def event_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float | None]:
+    """All metrics of one event: labels, probs (N,); None where the split holds one class only."""
+    rate = float(np.mean(labels))
+    both = 0.0 < rate < 1.0
+    return {
+        "rows": int(len(labels)),
+        "base_rate": rate,
+        "logloss": logloss(labels, probs),
+        "ne": normalized_entropy(labels, probs) if both else None,
+        "auc": auc(labels, probs) if both else None,
+        "calibration": calibration(labels, probs) if rate > 0 else None,
+    }
+
+
+def all_metrics(events: tuple[str, ...], labels: np.ndarray, probs: np.ndarray) -> dict[str, dict]:
+    """Metrics per event: labels, probs (N, E) → {event: {...}}."""
+    return {e: event_metrics(labels[:, i], probs[:, i]) for i, e in enumerate(events)}
+
+
+def bias_for_rate(logits: np.ndarray, rate: float) -> float:
+    """The b with mean(sigmoid(logits + b)) = rate, by bisection (the mean is monotone in b)."""
+    low, high = -30.0, 30.0
+    for _ in range(60):
+        middle = (low + high) / 2
+        if np.mean(1 / (1 + np.exp(-(logits + middle)))) > rate:
+            high = middle
+        else:
+            low = middle
+    return (low + high) / 2
