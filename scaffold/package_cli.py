@@ -17,13 +17,18 @@ from pathlib import Path
 from . import runner
 from .errors import SmtError
 
-METRIC_KEYS = ("rows", "base_rate", "logloss", "ne", "auc", "calibration")
+METRIC_KEYS = ("rows", "base_rate", "logloss", "ne", "auc", "calibration", "ne_train", "train_base_rate")
 TRAIN_KEYS = ("steps", "best_step", "train_seconds", "samples_per_second")
 
 
 @dataclass(frozen=True)
 class EventMetrics:
-    """Metrics of one event on one split; None where the split cannot define one (a single class)."""
+    """Metrics of one event on one split; None where the split cannot define one (a single class).
+
+    ``ne`` divides the logloss by the entropy of this split's own base rate; ``ne_train`` by that of the
+    training base rate (He et al. 2014), None where the package (before template v0.4.0) or peer did not say.
+    Between models on one split, relative NE changes are the same under either definition.
+    """
 
     rows: int
     logloss: float | None
@@ -31,6 +36,8 @@ class EventMetrics:
     auc: float | None
     calibration: float | None
     base_rate: float | None = None
+    ne_train: float | None = None
+    train_base_rate: float | None = None
     extra: Mapping[str, object] = field(default_factory=dict)  # keys a newer package reports beyond these
 
     @classmethod
@@ -45,6 +52,8 @@ class EventMetrics:
             d.get("auc"),
             d.get("calibration"),
             d.get("base_rate"),
+            d.get("ne_train"),
+            d.get("train_base_rate"),
             extra,
         )
 

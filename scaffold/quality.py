@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import math
 import shutil
 import statistics
 import subprocess
@@ -60,7 +61,11 @@ class Summary:
     runs: list[Run] = field(default_factory=list)
 
     def stat(self, key: str) -> tuple[float, float]:
-        values = [statistics.mean(getattr(m, key) for m in r.test.values()) for r in self.runs]
+        """Mean and std over seeds of the test metric ``key`` averaged over events; NaN where a run lacks it."""
+        values = []
+        for r in self.runs:
+            per_event = [getattr(m, key) for m in r.test.values()]
+            values.append(math.nan if None in per_event else statistics.mean(per_event))
         return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 

@@ -96,15 +96,24 @@ def normalized_entropy(labels: np.ndarray, probs: np.ndarray) -> float:
     return float(logloss / -(rate * np.log(rate) + (1 - rate) * np.log(1 - rate)))
 
 
-def metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
-    """logloss, NE, AUC and calibration (mean prediction / mean label) — the template's metric names."""
+def rate_entropy(rate: float) -> float:
+    rate = float(np.clip(rate, 1e-7, 1 - 1e-7))
+    return float(-(rate * np.log(rate) + (1 - rate) * np.log(1 - rate)))
+
+
+def metrics(labels: np.ndarray, probs: np.ndarray, train_rate: float) -> dict:
+    """logloss, NE (test split's base rate), NE on ``train_rate`` (He et al. 2014), AUC and calibration (mean
+    prediction / mean label) — the template's metric names and definitions."""
     from sklearn.metrics import roc_auc_score
 
     p = np.clip(probs, 1e-7, 1 - 1e-7)
+    loss = float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
     return {
         "rows": int(len(labels)),
-        "logloss": float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p))),
+        "logloss": loss,
         "ne": normalized_entropy(labels, probs),
+        "train_base_rate": float(train_rate),
+        "ne_train": loss / rate_entropy(train_rate),
         "auc": float(roc_auc_score(labels, probs)) if 0 < labels.sum() < len(labels) else float("nan"),
         "calibration": float(probs.mean() / max(labels.mean(), 1e-12)),
     }
