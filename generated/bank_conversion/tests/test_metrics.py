@@ -33,6 +33,16 @@ def test_ne_is_logloss_over_base_rate_entropy(random_predictions):
     assert normalized_entropy(labels, np.full_like(probs, p)) == pytest.approx(1.0, rel=1e-9)
 
 
+def test_ne_train_divides_by_the_training_base_rate(random_predictions):
+    labels, probs = random_predictions
+    train_rate = 0.2  # a drifted split: its own base rate is about 0.3
+    entropy = -(train_rate * np.log(train_rate) + (1 - train_rate) * np.log(1 - train_rate))
+    metrics = event_metrics(labels, probs, train_rate)
+    assert metrics["ne_train"] == pytest.approx(log_loss(labels, probs) / entropy, rel=1e-9)
+    assert metrics["ne_train"] > metrics["ne"] and metrics["train_base_rate"] == train_rate
+    assert event_metrics(labels, probs)["ne_train"] is None  # no training rate known: no He et al. NE
+
+
 def test_calibration_is_mean_prediction_over_mean_label(random_predictions):
     labels, probs = random_predictions
     assert calibration(labels, probs) == pytest.approx(probs.mean() / labels.mean())

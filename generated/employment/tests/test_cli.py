@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import fields
 
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 from employment.cli import main
@@ -23,6 +26,12 @@ def test_synth_train_evaluate_export_capacity(tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", str(run), "--data", str(valid), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert list(result["events"]) == list(SPEC.events) and result["rows"] == 500
+    train_labels = pq.read_table(train, columns=list(SPEC.events))
+    for event, m in result["events"].items():  # He et al. NE: the training base rate the checkpoint records
+        rate = m["train_base_rate"]
+        assert rate == pytest.approx(pc.mean(train_labels[event]).as_py(), rel=1e-6)
+        entropy = -(rate * np.log(rate) + (1 - rate) * np.log(1 - rate))
+        assert m["ne_train"] == pytest.approx(m["logloss"] / entropy, rel=1e-6)
     assert main(["export", "--checkpoint", str(run), "--out", str(tmp_path / "m.pt2"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["parity_max_abs_diff"] <= 1e-5
     assert main(["capacity", "--checkpoint", str(run), "--json"]) == 0

@@ -101,8 +101,10 @@ def train(
             pre = fitted if fitted is not None else Preprocessor.fit(ParquetColumns(train_path, schema), schema)
             source = StreamedBatches(train_path, pre, config.batch_size, config.seed)
             rates, kept_negatives = source.label_rates(), torch.ones(len(schema.labels))
+            train_rates = rates
         else:
             pre, train_data = encode_file(train_path, schema, fitted, use_cache=config.data_cache)
+            train_rates = train_data.labels.mean(dim=0)  # before any negative downsampling
             train_data, kept_negatives = downsample_negatives(train_data, config.negative_sampling, config.seed)
             staged = stage_on_device(train_data, _device(config.device, world.local_rank))
             source = InMemoryBatches(staged, config.batch_size, config.seed)
@@ -115,6 +117,7 @@ def train(
         sizes = FeatureSizes(tuple(sparse_sizes), tuple(multi_sizes), schema.dense_width)
         meta = ckpt.make_meta(SPEC, schema, pre.state, sizes.to_dict(), config.to_dict())
         meta["inputs"] = inputs
+        meta["train_base_rates"] = {e: float(r) for e, r in zip(SPEC.events, train_rates.tolist())}
         model = build_model(SPEC, sizes, config.seed)
         model.init_base_rates(rates.cpu())
         model.set_calibration(torch.log(kept_negatives))  # He et al. 2014 correction, applied in eval only
@@ -266,7 +269,7 @@ class _Run:
                 f"training diverged by step {p.step}: the model predicts non-finite values; "
                 "lower lr / embedding_lr, or look for extreme values in the data"
             )
-        metrics = all_metrics(SPEC.events, valid_data.labels.numpy(), probs)
+        metrics = all_metrics(SPEC.events, valid_data.labels.numpy(), probs, self.meta["train_base_rates"])
         mean_ne = float(np.mean([m["ne"] for m in metrics.values()]))
         self._log({"step": p.step, "valid": metrics, "valid_mean_ne": mean_ne})
         if self.progress_lines:
@@ -300,9 +303,8 @@ class _Run:
         rates = valid_data.labels.numpy().mean(axis=0)
         bias = torch.tensor([bias_for_rate(logits[:, e], rates[e]) for e in range(logits.shape[1])])
         self.model.shift_calibration(bias)
-        metrics = all_metrics(
-            SPEC.events, valid_data.labels.numpy(), predict(self.model, valid_data, device=str(self.device))
-        )
+        probs = predict(self.model, valid_data, device=str(self.device))
+        metrics = all_metrics(SPEC.events, valid_data.labels.numpy(), probs, self.meta["train_base_rates"])
         self.progress.best_metrics = metrics
         self._log({"step": self.progress.step, "calibrated_bias": bias.tolist(), "valid": metrics})
         ckpt.save({"meta": self.meta, "model": self.model.state_dict(), "step": best["step"]}, self.out / ckpt.BEST)

@@ -1,6 +1,10 @@
 """Evaluation metrics per event: logloss, NE, AUC, calibration (template-owned).
 
-NE (He et al. 2014) = logloss / entropy of the base rate: lower is better, < 1 beats predicting the base rate.
+Two NEs, both lower-is-better (logloss divided by the entropy of a constant predictor at some base rate):
+``ne`` divides by the entropy of the evaluated split's own base rate (< 1 beats predicting that rate);
+``ne_train`` divides by the entropy of the training base rate, as He et al. 2014 define NE (the checkpoint
+records that rate). On a split whose base rate drifted from train's the two differ; on a stationary one they
+agree closely.
 Calibration = mean prediction / mean label (target 1.0). A metric that a split cannot define (AUC, NE and
 calibration when the split holds one class only) is None, written as JSON null, never NaN.
 """
@@ -19,10 +23,15 @@ def logloss(labels: np.ndarray, probs: np.ndarray) -> float:
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
+def rate_entropy(rate: float) -> float:
+    """Entropy (nats) of a constant predictor at base rate ``rate``."""
+    rate = float(np.clip(rate, EPS, 1 - EPS))
+    return float(-(rate * np.log(rate) + (1 - rate) * np.log(1 - rate)))
+
+
 def base_entropy(labels: np.ndarray) -> float:
     """Entropy of a constant predictor at the base rate of ``labels``."""
-    rate = float(np.clip(np.mean(labels), EPS, 1 - EPS))
-    return float(-(rate * np.log(rate) + (1 - rate) * np.log(1 - rate)))
+    return rate_entropy(float(np.mean(labels)))
 
 
 def normalized_entropy(labels: np.ndarray, probs: np.ndarray) -> float:
@@ -52,23 +61,32 @@ def calibration(labels: np.ndarray, probs: np.ndarray) -> float:
     return float(np.mean(probs)) / mean_label if mean_label > 0 else float("nan")
 
 
-def event_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float | None]:
-    """All metrics of one event: labels, probs (N,); None where the split holds one class only."""
+def event_metrics(labels: np.ndarray, probs: np.ndarray, train_rate: float | None = None) -> dict[str, float | None]:
+    """All metrics of one event: labels, probs (N,); None where the split holds one class only.
+
+    ``train_rate`` is the event's training base rate; without it (or at 0 or 1) ``ne_train`` is None.
+    """
     rate = float(np.mean(labels))
     both = 0.0 < rate < 1.0
+    loss = logloss(labels, probs)
     return {
         "rows": int(len(labels)),
         "base_rate": rate,
-        "logloss": logloss(labels, probs),
-        "ne": normalized_entropy(labels, probs) if both else None,
+        "logloss": loss,
+        "ne": loss / base_entropy(labels) if both else None,
+        "train_base_rate": train_rate,
+        "ne_train": loss / rate_entropy(train_rate) if train_rate is not None and 0.0 < train_rate < 1.0 else None,
         "auc": auc(labels, probs) if both else None,
         "calibration": calibration(labels, probs) if rate > 0 else None,
     }
 
 
-def all_metrics(events: tuple[str, ...], labels: np.ndarray, probs: np.ndarray) -> dict[str, dict]:
-    """Metrics per event: labels, probs (N, E) → {event: {...}}."""
-    return {e: event_metrics(labels[:, i], probs[:, i]) for i, e in enumerate(events)}
+def all_metrics(
+    events: tuple[str, ...], labels: np.ndarray, probs: np.ndarray, train_rates: dict[str, float] | None = None
+) -> dict[str, dict]:
+    """Metrics per event: labels, probs (N, E) → {event: {...}}; ``train_rates``: event → training base rate."""
+    rates = train_rates or {}
+    return {e: event_metrics(labels[:, i], probs[:, i], rates.get(e)) for i, e in enumerate(events)}
 
 
 def bias_for_rate(logits: np.ndarray, rate: float) -> float:

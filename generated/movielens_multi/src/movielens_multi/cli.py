@@ -97,10 +97,12 @@ def _evaluate(args) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"{'event':<16}{'rows':>9}{'logloss':>10}{'NE':>9}{'AUC':>9}{'calib':>8}")
+    print(f"{'event':<16}{'rows':>9}{'logloss':>10}{'NE':>9}{'NE train':>10}{'AUC':>9}{'calib':>8}")
+    columns = (("ne", 9), ("ne_train", 10), ("auc", 9), ("calibration", 8))
     for event, m in result["events"].items():
-        ne, auc, calib = (_shown(m[k], width) for k, width in (("ne", 9), ("auc", 9), ("calibration", 8)))
-        print(f"{event:<16}{m['rows']:>9}{m['logloss']:>10.4f}{ne}{auc}{calib}")
+        ne, ne_train, auc, calib = (_shown(m.get(k), width) for k, width in columns)
+        print(f"{event:<16}{m['rows']:>9}{m['logloss']:>10.4f}{ne}{ne_train}{auc}{calib}")
+    print("NE: logloss / entropy of this split's base rate; NE train: of the training base rate (He et al. 2014)")
     return 0
 
 
