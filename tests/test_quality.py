@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 from scaffold import SmtError, TemplateRepo, new_package
@@ -89,19 +92,25 @@ def test_peers_read_the_task_by_the_package_schema(template_repo, tmp_path):
     package = new_package(repo, "ctr_a").path
     _synthetic_task(package, tmp_path)
     task = read_task(tmp_path, package / "src" / "ctr_a" / "features.yaml")
+    train = pq.read_table(tmp_path / "train.parquet")
     for name, ids in task.train.sparse.items():
-        assert ids.max() < task.vocab_sizes[name] and (ids > 0).mean() > 0.5  # 0 only for missing values
+        assert ids.min() >= 1 and ids.max() < task.vocab_sizes[name]  # every train value, missing too, has an id
         assert task.test.sparse[name].max() < task.vocab_sizes[name]
-    for values in task.train.dense.values():
-        assert values.min() == 0.0 and values.max() == 1.0
+        missing = pc.is_null(train[name]).to_numpy(zero_copy_only=False)
+        if missing.any():  # a missing value is one id of its own
+            assert len(set(ids[missing])) == 1 and ids[missing][0] not in set(ids[~missing])
+    for name, values in task.train.dense.items():
+        assert abs(values.mean()) < 1e-6 and abs(values.std() - 1.0) < 1e-6  # standardized on train
+        raw = train[name].to_numpy(zero_copy_only=False).astype(float)
+        np.testing.assert_array_equal(np.isnan(task.train.dense_raw[name]), np.isnan(raw))  # NaN kept for trees
     for name, padded in task.train.multi_hot.items():
         assert padded.shape[1] == task.max_lengths[name] and (padded[:, 0] > 0).any()
-    import numpy as np
     from sklearn.metrics import log_loss
 
     labels, probs = np.array([0, 1, 1, 0, 1.0]), np.array([0.2, 0.7, 0.9, 0.4, 0.8])
-    m = metrics(labels, probs)
+    m = metrics(labels, probs, train_rate=0.3)
     assert m["logloss"] == pytest.approx(log_loss(labels, probs)) and m["calibration"] == pytest.approx(1.0)
+    assert m["ne_train"] == pytest.approx(m["logloss"] / -(0.3 * np.log(0.3) + 0.7 * np.log(0.7)))
 
 
 def test_previous_version_is_the_package_as_committed_at_a_ref(template_repo):
