@@ -34,6 +34,7 @@ VARIANTS = (
             "events": ["click", "buy", "share"],
             "qr_collisions": 4,
             "qr_min_rows": 30,
+            "numeric_embedding": "periodic",
         },
     ]
 )
@@ -45,6 +46,7 @@ WORKFLOW = ".github/workflows/ci.yml"
 def _id(v: dict) -> str:
     extra = f"-{v['mlp_block']}" if "mlp_block" in v else ""
     extra += "-qr" if "qr_collisions" in v else ""
+    extra += "-periodic" if v.get("numeric_embedding") == "periodic" else ""
     return f"{v['interaction']}-{v['towers']}-{len(v['events'])}ev{extra}"
 
 
@@ -53,7 +55,7 @@ def template_dir(tmp_path_factory):
     return copy_template(tmp_path_factory.mktemp("template"))
 
 
-QUICK = {"concat-single-1ev", "dcn_v2-mmoe-2ev", "dot-ple-3ev-qr"}  # the rest only in the full run (slow)
+QUICK = {"concat-single-1ev", "dcn_v2-mmoe-2ev", "dot-ple-3ev-qr-periodic"}  # the rest only in the full run (slow)
 
 
 @pytest.mark.parametrize(
