@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -156,3 +158,26 @@ def test_bench_quality_with_previous_version_baseline_lightgbm_and_plot(template
     )
     with pytest.raises(SmtError, match="baseline grid"):
         parse_grid("256xwide", "1e-3")
+
+
+def test_quality_report_compares_the_template_with_the_best_deep_peer_and_lightgbm(tmp_path):
+    from benchmarks.quality_report import main
+
+    def run(variant, seed, ne_train):
+        metrics = {"ne": ne_train * 1.1, "ne_train": ne_train, "calibration": 1.0}
+        return {"package": "task_a", "variant": variant, "seed": seed, "test": {"label": metrics}}
+
+    groups = [
+        [run("default", s, 0.50 + s / 100) for s in range(3)],
+        [run("peer DeepCTR-Torch DeepFM", s, 0.60) for s in range(3)],
+        [run("peer DeepCTR-Torch DCN", s, 0.55) for s in range(3)],
+        [run("peer LightGBM", s, 0.45) for s in range(3)],
+    ]
+    results = tmp_path / "q.json"
+    results.write_text(json.dumps(groups))
+    main([str(results), "--command", "smt bench quality --seeds 3"])
+    text = results.with_suffix(".md").read_text()
+    assert "Reproduce: `smt bench quality --seeds 3`" in text
+    assert "| task_a | default | 0.5100 ± 0.0100 | 0.5610 | 1.000 | 3 |" in text
+    assert "| task_a | DeepCTR-Torch DCN | wins (-7.27%) | loses (+13.33%) |" in text
+    assert "beat the best deep peer on 1 of 1 tasks, LightGBM on 0." in text
