@@ -10,7 +10,7 @@ from criteo_ctr import extensions
 from criteo_ctr.builder import build_model
 from criteo_ctr.capacity import capacity
 from criteo_ctr.config import config_from_dict
-from criteo_ctr.model import FeatureSizes, RankingModel
+from criteo_ctr.model import FeatureSizes, RankingModel, layout
 from criteo_ctr.optimizers import build_optimizers
 from criteo_ctr.optim import RowSparseAdam
 from criteo_ctr.spec import SPEC
@@ -92,7 +92,9 @@ def test_every_slot_is_placed_and_its_parameters_go_to_the_right_optimizer(monke
     monkeypatch.setattr(extensions, "extension", every_slot, raising=False)
     model = build_model(SPEC, SIZES)
     assert isinstance(model.extra_vectors, HashedCross) and isinstance(model.interaction, MeanPool)
-    assert isinstance(model.over_arch, LinearHeads) and model.interaction.proj.in_features == 5 * SPEC.embedding_dim
+    vectors = layout(SPEC, SIZES).num_vectors + 1  # the template's vectors and HashedCross's one
+    assert isinstance(model.over_arch, LinearHeads)
+    assert model.interaction.proj.in_features == vectors * SPEC.embedding_dim
     assert model(*_inputs()).shape == (8, E)
     embedding_ids = {id(p) for p in model.embedding_parameters()}
     assert id(model.extra_vectors.table.weight) in embedding_ids

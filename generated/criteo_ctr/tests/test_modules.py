@@ -12,6 +12,7 @@ from criteo_ctr.modules.dense import DenseArch
 from criteo_ctr.modules.embedding import SparseArch
 from criteo_ctr.modules.interaction import ConcatInteraction, DotInteraction, LowRankCrossInteraction
 from criteo_ctr.modules.mlp import MLP, ResidualBlock, scaled
+from criteo_ctr.modules.numeric import PeriodicEmbedding
 from criteo_ctr.modules.towers import PLE, MMoE, SharedBottom, SingleTower
 from criteo_ctr.spec import SPEC
 
@@ -22,6 +23,38 @@ def test_sparse_arch_stacks_tables_and_bags():
     arch = SparseArch([10, 20], [7], dim=D)
     out = arch(torch.randint(0, 10, (B, 2)), [torch.randint(0, 7, (B, 3))])
     assert out.shape == (B, 3, D)
+
+
+def test_periodic_embedding_gives_each_dense_column_its_own_vector():
+    emb = PeriodicEmbedding(3, dim=D, frequencies=4)
+    dense = torch.randn(B, 3)
+    out = emb(dense)
+    assert out.shape == (B, 3, D) and (out >= 0).all()
+    changed = dense.clone()
+    changed[:, 1] += 1.0  # a column's vector depends on that column only
+    moved = (emb(changed) != out).any(dim=(0, 2))
+    assert moved.tolist() == [False, True, False]
+    out.sum().backward()
+    assert emb.frequencies.grad.abs().sum() > 0  # the frequencies train
+
+
+def test_numeric_embedding_adds_one_vector_per_dense_column_and_old_checkpoints_still_match():
+    from criteo_ctr.checkpoint import check_compatible
+    from criteo_ctr.model import layout
+    from criteo_ctr.schema import schema_from_dict
+
+    sizes = FeatureSizes((10,), (), 2)
+    plain = dataclasses.replace(SPEC, numeric_embedding="none")
+    periodic = dataclasses.replace(SPEC, numeric_embedding="periodic")
+    assert layout(periodic, sizes).num_vectors == layout(plain, sizes).num_vectors + 2
+    model = RankingModel(periodic, sizes)
+    assert model(torch.zeros(B, 1, dtype=torch.long), torch.randn(B, 2), []).shape == (B, len(SPEC.events))
+    schema = schema_from_dict({"labels": list(SPEC.events), "dense": [{"name": "x"}]})
+    before = {k: v for k, v in plain.to_dict().items() if k != "numeric_embedding"}  # a pre-v0.4.1 checkpoint
+    meta = {"package": SPEC.name, "spec": before, "schema": schema.to_dict()}
+    check_compatible(meta, plain, schema, "old.pt")  # the later answer at its default: compatible
+    with pytest.raises(Exception, match="numeric_embedding"):
+        check_compatible(meta, periodic, schema, "old.pt")
 
 
 def test_multi_hot_bag_ignores_padding():
