@@ -10,7 +10,7 @@ from credit_default import extensions
 from credit_default.builder import build_model
 from credit_default.capacity import capacity
 from credit_default.config import config_from_dict
-from credit_default.model import FeatureSizes, RankingModel
+from credit_default.model import FeatureSizes, RankingModel, layout
 from credit_default.optimizers import build_optimizers
 from credit_default.optim import RowSparseAdam
 from credit_default.spec import SPEC
@@ -92,7 +92,9 @@ def test_every_slot_is_placed_and_its_parameters_go_to_the_right_optimizer(monke
     monkeypatch.setattr(extensions, "extension", every_slot, raising=False)
     model = build_model(SPEC, SIZES)
     assert isinstance(model.extra_vectors, HashedCross) and isinstance(model.interaction, MeanPool)
-    assert isinstance(model.over_arch, LinearHeads) and model.interaction.proj.in_features == 5 * SPEC.embedding_dim
+    vectors = layout(SPEC, SIZES).num_vectors + 1  # the template's vectors and HashedCross's one
+    assert isinstance(model.over_arch, LinearHeads)
+    assert model.interaction.proj.in_features == vectors * SPEC.embedding_dim
     assert model(*_inputs()).shape == (8, E)
     embedding_ids = {id(p) for p in model.embedding_parameters()}
     assert id(model.extra_vectors.table.weight) in embedding_ids

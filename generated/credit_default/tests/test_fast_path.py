@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ from credit_default.config import config_from_dict
 from credit_default.errors import ConfigError
 from credit_default.modules.embedding import SparseArch
 from credit_default.optim import RowSparseAdam
+from credit_default.spec import SPEC
 from credit_default.train import lr_scale, train
 
 
@@ -44,6 +46,32 @@ def test_row_sparse_adam_weight_decay_shrinks_only_the_rows_of_the_batch():
     (table(torch.tensor([2])) * 0).sum().backward()  # zero loss gradient: only the decay acts
     opt.step()
     assert (table.weight[2] < 1.0).all() and torch.equal(table.weight[3], torch.ones(4))
+
+
+def test_embedding_weight_decay_leaves_qr_remainder_rows_alone():
+    from credit_default.config import TrainConfig
+    from credit_default.model import FeatureSizes, RankingModel
+    from credit_default.optimizers import build_optimizers
+
+    spec = dataclasses.replace(SPEC, qr_collisions=4, qr_min_rows=8)
+    model = RankingModel(spec, FeatureSizes((40, 3), (), 2))
+    arch = model.sparse_arch
+    assert arch.qr_features == [0]
+    remainder = slice(int(arch.offsets[2]), int(arch.offsets[2]) + arch.slot_rows[2])
+    for sparse_gradients in (True, False):
+        config = TrainConfig(embedding_weight_decay=0.5, embedding_lr=0.1)
+        opt = build_optimizers(model, config, sparse_gradients).embedding
+        quotient = int(arch.offsets[0]) + 1
+        with torch.no_grad():
+            arch.table.weight[quotient] = 1.0  # Adam's first step moves a decaying row by lr: 1.0 → 0.9
+        before = arch.table.weight.detach().clone()
+        ids = torch.tensor([[5, 1], [13, 2]])  # quotient rows 1 and 3 of feature 0, remainder rows 1 and 1
+        (arch(ids, []) * 0).sum().backward()  # zero loss gradient: only the decay acts
+        opt.step()
+        opt.zero_grad()
+        after = arch.table.weight.detach()
+        assert torch.equal(after[remainder], before[remainder])  # remainder rows: no decay
+        assert (after[quotient] < before[quotient]).all()  # quotient rows still decay
 
 
 def test_fused_table_serves_every_feature_from_its_own_rows():

@@ -12,6 +12,7 @@ from credit_default.modules.dense import DenseArch
 from credit_default.modules.embedding import SparseArch
 from credit_default.modules.interaction import ConcatInteraction, DotInteraction, LowRankCrossInteraction
 from credit_default.modules.mlp import MLP, ResidualBlock, scaled
+from credit_default.modules.numeric import PeriodicEmbedding
 from credit_default.modules.towers import PLE, MMoE, SharedBottom, SingleTower
 from credit_default.spec import SPEC
 
@@ -22,6 +23,41 @@ def test_sparse_arch_stacks_tables_and_bags():
     arch = SparseArch([10, 20], [7], dim=D)
     out = arch(torch.randint(0, 10, (B, 2)), [torch.randint(0, 7, (B, 3))])
     assert out.shape == (B, 3, D)
+
+
+def test_periodic_embedding_gives_each_dense_column_its_own_vector():
+    torch.manual_seed(0)
+    emb = PeriodicEmbedding(3, dim=D, frequencies=4)
+    dense = torch.randn(B, 3)
+    assert emb(dense).shape == (B, 3, D) and (emb(dense) >= 0).all()
+    with torch.no_grad():
+        emb.bias.fill_(10.0)  # every unit active: a change of the input cannot hide behind the ReLU
+    out = emb(dense)
+    changed = dense.clone()
+    changed[:, 1] += 1.0  # a column's vector depends on that column only
+    moved = (emb(changed) != out).any(dim=(0, 2))
+    assert moved.tolist() == [False, True, False]
+    out.sum().backward()
+    assert emb.frequencies.grad.abs().sum() > 0  # the frequencies train
+
+
+def test_numeric_embedding_adds_one_vector_per_dense_column_and_old_checkpoints_still_match():
+    from credit_default.checkpoint import check_compatible
+    from credit_default.model import layout
+    from credit_default.schema import schema_from_dict
+
+    sizes = FeatureSizes((10,), (), 2)
+    plain = dataclasses.replace(SPEC, numeric_embedding="none")
+    periodic = dataclasses.replace(SPEC, numeric_embedding="periodic")
+    assert layout(periodic, sizes).num_vectors == layout(plain, sizes).num_vectors + 2
+    model = RankingModel(periodic, sizes)
+    assert model(torch.zeros(B, 1, dtype=torch.long), torch.randn(B, 2), []).shape == (B, len(SPEC.events))
+    schema = schema_from_dict({"labels": list(SPEC.events), "dense": [{"name": "x"}]})
+    before = {k: v for k, v in plain.to_dict().items() if k != "numeric_embedding"}  # a pre-v0.4.1 checkpoint
+    meta = {"package": SPEC.name, "spec": before, "schema": schema.to_dict()}
+    check_compatible(meta, plain, schema, "old.pt")  # the later answer at its default: compatible
+    with pytest.raises(Exception, match="numeric_embedding"):
+        check_compatible(meta, periodic, schema, "old.pt")
 
 
 def test_multi_hot_bag_ignores_padding():

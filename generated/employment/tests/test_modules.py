@@ -26,10 +26,13 @@ def test_sparse_arch_stacks_tables_and_bags():
 
 
 def test_periodic_embedding_gives_each_dense_column_its_own_vector():
+    torch.manual_seed(0)
     emb = PeriodicEmbedding(3, dim=D, frequencies=4)
     dense = torch.randn(B, 3)
+    assert emb(dense).shape == (B, 3, D) and (emb(dense) >= 0).all()
+    with torch.no_grad():
+        emb.bias.fill_(10.0)  # every unit active: a change of the input cannot hide behind the ReLU
     out = emb(dense)
-    assert out.shape == (B, 3, D) and (out >= 0).all()
     changed = dense.clone()
     changed[:, 1] += 1.0  # a column's vector depends on that column only
     moved = (emb(changed) != out).any(dim=(0, 2))

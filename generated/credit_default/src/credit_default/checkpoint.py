@@ -8,6 +8,7 @@ Writes are atomic (temp file + rename), so a killed run never leaves a half-writ
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -58,12 +59,18 @@ def load_for_inference(checkpoint: str | Path) -> dict:
     return load(path)
 
 
+def spec_defaults() -> dict:
+    """The defaults of answers added to ``ModelSpec`` over time: a checkpoint that predates one used it."""
+    return {f.name: f.default for f in dataclasses.fields(ModelSpec) if f.default is not dataclasses.MISSING}
+
+
 def check_compatible(meta: dict, spec: ModelSpec, schema: FeatureSchema, where: Path | str) -> None:
     """Refuse a checkpoint made by another package, other answers or another feature schema."""
     if meta.get("package") != spec.name:
         raise CheckpointError(f"checkpoint {where} was made by package '{meta.get('package')}', not '{spec.name}'")
-    if meta.get("spec") != spec.to_dict():
-        changed = sorted(k for k, v in spec.to_dict().items() if meta.get("spec", {}).get(k) != v)
+    recorded = {**spec_defaults(), **(meta.get("spec") or {})}  # answers added later: their defaults
+    if recorded != spec.to_dict():
+        changed = sorted(k for k, v in spec.to_dict().items() if recorded.get(k) != v)
         raise CheckpointError(
             f"checkpoint {where} was made with other template answers ({', '.join(changed)}); retrain the model"
         )

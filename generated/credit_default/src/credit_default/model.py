@@ -16,6 +16,7 @@ from .modules.dense import DenseArch
 from .modules.embedding import SparseArch
 from .modules.interaction import build_interaction
 from .modules.mlp import scaled
+from .modules.numeric import PeriodicEmbedding
 from .modules.towers import build_towers
 from .spec import ModelSpec
 from .stages import Extension, Layout
@@ -42,6 +43,8 @@ class FeatureSizes:
 def layout(spec: ModelSpec, sizes: FeatureSizes) -> Layout:
     """What the template's stages hand to the interaction for ``sizes`` (before extension vectors)."""
     num_vectors = len(sizes.sparse) + len(sizes.multi_hot) + (1 if sizes.num_dense else 0)
+    if spec.numeric_embedding == "periodic":
+        num_vectors += sizes.num_dense  # one more vector per dense column
     return Layout(
         spec.embedding_dim, num_vectors, tuple(spec.events), len(sizes.sparse), len(sizes.multi_hot), sizes.num_dense
     )
@@ -79,6 +82,8 @@ class RankingModel(nn.Module):
         self.sparse_arch = SparseArch(list(sizes.sparse), list(sizes.multi_hot), dim, quotient_remainder=qr)
         dense_sizes = scaled(spec.dense_arch, spec.width_multiplier)
         self.dense_arch = DenseArch(sizes.num_dense, dense_sizes, dim, spec.mlp_block) if sizes.num_dense else None
+        periodic = spec.numeric_embedding == "periodic" and sizes.num_dense
+        self.numeric_embedding = PeriodicEmbedding(sizes.num_dense, dim) if periodic else None
         self.extra_vectors = extension.feature_vectors
         extra = extension.feature_vectors.num_vectors if extension.feature_vectors is not None else 0
         num_vectors = layout(spec, sizes).num_vectors + extra
@@ -97,6 +102,8 @@ class RankingModel(nn.Module):
         if self.dense_arch is not None:
             dense_vector = self.dense_arch(dense)  # (B, D)
             vectors = torch.cat([vectors, dense_vector.unsqueeze(1)], dim=1)  # (B, F, D)
+        if self.numeric_embedding is not None:
+            vectors = torch.cat([vectors, self.numeric_embedding(dense)], dim=1)  # (B, F + Fd, D)
         return vectors
 
     def forward(self, sparse: torch.Tensor, dense: torch.Tensor, multi_hot: list[torch.Tensor]) -> torch.Tensor:
@@ -114,6 +121,12 @@ class RankingModel(nn.Module):
         """Parameters with sparse gradients: the SparseArch tables and sparse embeddings of extension stages."""
         named = dict(self.named_parameters())
         return [named[n] for n in self._embedding_names]
+
+    def embedding_decay_masks(self) -> dict[nn.Parameter, torch.Tensor]:
+        """Embedding parameter → (rows,) mask of the rows weight decay may touch; a parameter not named decays
+        whole. Only the fused table of a model with QR features has one (its remainder rows are kept out)."""
+        arch = self.sparse_arch
+        return {arch.table.weight: arch.decay_mask()} if arch.qr_features else {}
 
     def dense_parameters(self) -> list[nn.Parameter]:
         """Every other parameter (AdamW, gradient clipping)."""

@@ -36,10 +36,13 @@ class RowSparseAdam(torch.optim.Optimizer):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0.0,
+        decay_masks: dict[torch.Tensor, torch.Tensor] | None = None,
     ):
+        """``decay_masks``: parameter → (rows,) 0/1 float mask of the rows weight decay may touch (others: all)."""
         if lr <= 0 or eps <= 0 or weight_decay < 0 or not all(0 <= b < 1 for b in betas):
             raise ValueError(f"invalid RowSparseAdam settings lr={lr}, betas={betas}, eps={eps}, wd={weight_decay}")
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
+        self.decay_masks = dict(decay_masks or {})
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -69,8 +72,12 @@ class RowSparseAdam(torch.optim.Optimizer):
         ids, values = grad._indices()[0], grad._values()  # (N,), (N, D) with duplicate ids
         rows, inverse = torch.unique(ids, return_inverse=True)  # (U,), (N,)
         g = values.new_zeros((rows.numel(), *values.shape[1:])).index_add_(0, inverse, values)  # (U, D)
-        if decay:  # L2 on the rows of this batch (lazy, like the moments): g += decay · w
-            g.add_(param.index_select(0, rows), alpha=decay)
+        if decay:  # L2 on the rows of this batch (lazy, like the moments): g += decay · w (· mask)
+            weights = param.index_select(0, rows)  # (U, D)
+            mask = self.decay_masks.get(param)
+            if mask is not None:
+                weights = weights * mask.index_select(0, rows).unsqueeze(1)
+            g.add_(weights, alpha=decay)
         m = state["exp_avg"].index_select(0, rows).lerp_(g, 1 - beta1)  # (U, D)
         v = state["exp_avg_sq"].index_select(0, rows).mul_(beta2).addcmul_(g, g, value=1 - beta2)
         state["exp_avg"].index_copy_(0, rows, m)

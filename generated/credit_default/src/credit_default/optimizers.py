@@ -1,7 +1,8 @@
 """Which optimizer trains which parameters (template-owned).
 
 Embedding parameters (``RankingModel.embedding_parameters``: sparse gradients) train with RowSparseAdam, or with
-Adam when the backend needs dense gradients (nccl); every other parameter trains with AdamW.
+Adam when the backend needs dense gradients (nccl); every other parameter trains with AdamW. Embedding weight
+decay skips the rows ``RankingModel.embedding_decay_masks`` masks out (the remainder rows of QR features).
 """
 
 from __future__ import annotations
@@ -30,7 +31,23 @@ def build_optimizers(model: RankingModel, config: TrainConfig, sparse_gradients:
     dense_opt = torch.optim.AdamW(dense, lr=config.lr, weight_decay=config.weight_decay)
     embedding_opt = None
     if embedding:
-        kind = RowSparseAdam if sparse_gradients else torch.optim.Adam
-        decay = {"weight_decay": config.embedding_weight_decay} if config.embedding_weight_decay else {}
-        embedding_opt = kind(embedding, lr=config.embedding_lr, **decay)
+        decay, masks = config.embedding_weight_decay, model.embedding_decay_masks()
+        if sparse_gradients:
+            embedding_opt = RowSparseAdam(embedding, lr=config.embedding_lr, weight_decay=decay, decay_masks=masks)
+        else:
+            embedding_opt = torch.optim.Adam(embedding, lr=config.embedding_lr)
+            if decay:
+                for param in embedding:  # coupled L2, as Adam's weight_decay, through the mask where there is one
+                    mask = masks.get(param)
+                    param.register_hook(_l2_hook(param, decay, None if mask is None else mask.unsqueeze(1)))
     return Optimizers(dense_opt, embedding_opt, dense)
+
+
+def _l2_hook(param: torch.nn.Parameter, decay: float, mask: torch.Tensor | None):
+    """A gradient hook adding ``decay · param`` (times ``mask``, broadcast over columns) to a dense gradient."""
+
+    def hook(grad: torch.Tensor) -> torch.Tensor:
+        weights = param.detach() if mask is None else param.detach() * mask
+        return grad + decay * weights
+
+    return hook

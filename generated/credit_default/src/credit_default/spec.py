@@ -29,6 +29,7 @@ class ModelSpec:
     flops_budget: int
     qr_collisions: int = 0  # 0 = one row per id; else quotient-remainder tables above qr_min_rows rows
     qr_min_rows: int = 0
+    numeric_embedding: str = "none"  # "periodic": one more vector per dense column (modules/numeric.py)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,4 +52,5 @@ SPEC = ModelSpec(
     flops_budget=0,
     qr_collisions=0,
     qr_min_rows=0,
+    numeric_embedding="none",
 )

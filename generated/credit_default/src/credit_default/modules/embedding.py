@@ -99,6 +99,18 @@ class SparseArch(nn.Module):
         remainders = torch.cat([looked_up[:, fs:], ones], dim=1)  # (B, Q + 1, D)
         return looked_up[:, :fs] * remainders[:, self.partner]  # (B, Fs, D)
 
+    def decay_mask(self) -> torch.Tensor:
+        """(rows of the fused table,) 1.0 where weight decay applies, 0.0 on the remainder rows of QR features.
+
+        Remainder rows start near 1 so that Q ⊙ R ≈ Q; L2 toward 0 would shrink every product of the feature,
+        so embedding weight decay leaves them alone (it still regularises the quotient rows).
+        """
+        mask = torch.ones(self.table.num_embeddings, device=self.table.weight.device)
+        for slot in range(len(self.cardinalities), len(self.slot_rows)):
+            start = int(self.offsets[slot])
+            mask[start : start + self.slot_rows[slot]] = 0.0
+        return mask
+
     def feature_table(self, i: int) -> torch.Tensor:
         """Rows of feature ``i``'s (first) slot, a view into the fused table: (cardinality_i or quotient rows, D)."""
         start = int(self.offsets[i])
