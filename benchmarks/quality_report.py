@@ -5,7 +5,8 @@
 
 Prints a markdown table and writes it beside the JSON (same name, ``.md``). For each task: test NE against the
 training base rate (He et al. 2014) and against the test split's own base rate, mean ± std over seeds, and
-calibration; which deep peer is best; whether the template beats it and LightGBM. The command that made the
+calibration; which deep peer is best; whether the template beats it and LightGBM (flagged "within seed
+noise" when the gap of the means is under the sum of the two standard deviations over seeds). The command that made the
 JSON is printed above the table, so every figure comes with the one command that reproduces it.
 """
 
@@ -43,18 +44,20 @@ def summarize(groups: list[list[dict]]) -> dict[str, dict[str, dict]]:
 
 def verdicts(rows: dict[str, dict]) -> tuple[str, str, str]:
     """(best deep peer, template vs it, template vs LightGBM) for one task."""
-    template = rows.get("default", {}).get("ne_train", math.nan)
+    template = rows.get("default")
     deep = {k: v["ne_train"] for k, v in rows.items() if k.startswith("peer DeepCTR") or "FuxiCTR" in k}
     best = min(deep, key=deep.get) if deep else "–"
-    lgbm = rows.get("peer LightGBM", {}).get("ne_train", math.nan)
 
-    def versus(other: float) -> str:
-        if math.isnan(other) or math.isnan(template):
+    def versus(other: dict | None) -> str:
+        """wins/loses by the mean over seeds; "within seed noise" when the gap is under the two seed stds."""
+        if other is None or template is None or math.isnan(other["ne_train"]) or math.isnan(template["ne_train"]):
             return "–"
-        change = 100 * (template - other) / other
-        return f"{'wins' if change < 0 else 'loses'} ({change:+.2f}%)"
+        gap = template["ne_train"] - other["ne_train"]
+        change = 100 * gap / other["ne_train"]
+        noise = ", within seed noise" if abs(gap) < template["ne_train_sd"] + other["ne_train_sd"] else ""
+        return f"{'wins' if gap < 0 else 'loses'} ({change:+.2f}%{noise})"
 
-    return best.removeprefix("peer "), versus(deep.get(best, math.nan)), versus(lgbm)
+    return best.removeprefix("peer "), versus(rows.get(best)), versus(rows.get("peer LightGBM"))
 
 
 def markdown(table: dict[str, dict[str, dict]], command: str) -> str:

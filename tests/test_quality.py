@@ -171,7 +171,7 @@ def test_quality_report_compares_the_template_with_the_best_deep_peer_and_lightg
         [run("default", s, 0.50 + s / 100) for s in range(3)],
         [run("peer DeepCTR-Torch DeepFM", s, 0.60) for s in range(3)],
         [run("peer DeepCTR-Torch DCN", s, 0.55) for s in range(3)],
-        [run("peer LightGBM", s, 0.45) for s in range(3)],
+        [run("peer LightGBM", s, 0.505) for s in range(3)],
     ]
     results = tmp_path / "q.json"
     results.write_text(json.dumps(groups))
@@ -179,5 +179,5 @@ def test_quality_report_compares_the_template_with_the_best_deep_peer_and_lightg
     text = results.with_suffix(".md").read_text()
     assert "Reproduce: `smt bench quality --seeds 3`" in text
     assert "| task_a | default | 0.5100 ± 0.0100 | 0.5610 | 1.000 | 3 |" in text
-    assert "| task_a | DeepCTR-Torch DCN | wins (-7.27%) | loses (+13.33%) |" in text
+    assert "| task_a | DeepCTR-Torch DCN | wins (-7.27%) | loses (+0.99%, within seed noise) |" in text
     assert "beat the best deep peer on 1 of 1 tasks, LightGBM on 0." in text
