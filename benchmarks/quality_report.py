@@ -80,6 +80,8 @@ def markdown(table: dict[str, dict[str, dict]], command: str) -> str:
                 f"| {task} | {name} | {r['ne_train']:.4f} ± {r['ne_train_sd']:.4f} | {r['ne']:.4f} | "
                 f"{r['calibration']:.3f} | {r['seeds']} |"
             )
+    if not any(name.startswith("peer ") for rows in table.values() for name in rows):
+        return "\n".join(lines).lstrip("\n") + "\n"
     lines += ["", "| task | best deep peer | template vs best deep peer | template vs LightGBM |", "|---|---|---|---|"]
     wins = [0, 0, 0]
     for task in sorted(table):
