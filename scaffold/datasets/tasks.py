@@ -224,9 +224,8 @@ FLIGHTS_DENSE = ["distance", "sched_minute"]
 
 def _flights(read: Read, events: tuple[str, ...]) -> dict[str, pa.Table]:
     raw = _csv(read, FLIGHTS)
-    _require(
-        raw, ["year", "month", "day", "dep_time", "arr_delay", "carrier", "flight", "tailnum", "time_hour"], FLIGHTS
-    )
+    _require(raw, ["year", "month", "day", "hour", "minute", "dep_time", "arr_delay", "time_hour"], FLIGHTS)
+    _require(raw, ["carrier", "flight", "tailnum", "origin", "dest", "distance"], FLIGHTS)
     cancelled = pc.is_null(raw["dep_time"])
     late = pc.fill_null(pc.greater(raw["arr_delay"], 15), False)  # diverted flights (no arr_delay) are not late
     labels = {"delayed": pc.or_(late, cancelled), "cancelled": cancelled}
