@@ -99,17 +99,20 @@ def _lookup(vocab: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.where(vocab[position] == values, position + 1, 0).astype(np.int64)
 
 
-def normalized_entropy(labels: np.ndarray, probs: np.ndarray) -> float:
-    """Mean log loss divided by the entropy of the label base rate (He et al. 2014)."""
-    p = np.clip(probs, 1e-7, 1 - 1e-7)
-    logloss = -np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p))
-    rate = float(np.clip(labels.mean(), 1e-7, 1 - 1e-7))
-    return float(logloss / -(rate * np.log(rate) + (1 - rate) * np.log(1 - rate)))
-
-
 def rate_entropy(rate: float) -> float:
+    """Entropy (nats) of a constant predictor at base rate ``rate``."""
     rate = float(np.clip(rate, 1e-7, 1 - 1e-7))
     return float(-(rate * np.log(rate) + (1 - rate) * np.log(1 - rate)))
+
+
+def logloss(labels: np.ndarray, probs: np.ndarray) -> float:
+    p = np.clip(probs, 1e-7, 1 - 1e-7)
+    return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
+
+
+def normalized_entropy(labels: np.ndarray, probs: np.ndarray) -> float:
+    """Mean log loss divided by the entropy of the label base rate (He et al. 2014)."""
+    return logloss(labels, probs) / rate_entropy(labels.mean())
 
 
 def metrics(labels: np.ndarray, probs: np.ndarray, train_rate: float) -> dict:
@@ -117,12 +120,11 @@ def metrics(labels: np.ndarray, probs: np.ndarray, train_rate: float) -> dict:
     prediction / mean label) — the template's metric names and definitions."""
     from sklearn.metrics import roc_auc_score
 
-    p = np.clip(probs, 1e-7, 1 - 1e-7)
-    loss = float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
+    loss = logloss(labels, probs)
     return {
         "rows": int(len(labels)),
         "logloss": loss,
-        "ne": normalized_entropy(labels, probs),
+        "ne": loss / rate_entropy(labels.mean()),
         "train_base_rate": float(train_rate),
         "ne_train": loss / rate_entropy(train_rate),
         "auc": float(roc_auc_score(labels, probs)) if 0 < labels.sum() < len(labels) else float("nan"),
