@@ -19,9 +19,10 @@ def git(cwd: Path, *args: str) -> str:
 
 
 def copy_template(dest: Path) -> Path:
-    """The working tree's template (copier.yml + template_repo/) copied into ``dest``."""
+    """The working tree's template (copier.yml + template_repo/, and the technique catalogue beside them)."""
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy2(REPO / "copier.yml", dest / "copier.yml")
+    shutil.copy2(REPO / "techniques.yml", dest / "techniques.yml")
     shutil.copytree(REPO / "template_repo", dest / "template_repo", ignore=shutil.ignore_patterns("__pycache__"))
     return dest
 

@@ -1,0 +1,258 @@
+"""The development cycle's parts that need no training: catalogue, defaults, decision rule, ledger, subset."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from scaffold import SmtError, TemplateRepo
+from scaffold.cli import main
+from scaffold.defaults import (
+    answer_default,
+    config_path,
+    set_answer_default,
+    set_training_default,
+    training_defaults,
+)
+from scaffold.descriptors import Descriptor
+from scaffold.ledger import QUALIFICATION, append, new_record, read
+from scaffold.qualify import PackageOutcome, Rule, bootstrap_mean, decide
+from scaffold.subset import choose_subset
+from scaffold.techniques import load_catalogue
+
+from .helpers import REPO, copy_template
+
+# --- the catalogue ---
+
+
+def test_catalogue_lists_every_switch_of_the_template_and_validates_against_it():
+    catalogue = load_catalogue(REPO)
+    assert {"dcn_v2", "dot", "mmoe", "ple", "residual_blocks", "qr_embeddings", "emb_wd"} <= set(catalogue)
+    # every choice of every technique-slot question is a technique of the catalogue
+    answers = {(k, v) for t in catalogue.values() for k, v in t.answers.items()}
+    for question, off in (("interaction", "concat"), ("towers", "single"), ("mlp_block", "plain")):
+        choices = yaml.safe_load((REPO / "copier.yml").read_text())[question]["choices"]
+        assert {c for c in choices if c != off} <= {v for k, v in answers if k == question}
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({"switch": {"answers": {"no_such_question": 1}}}, "not a question of copier.yml"),
+        ({"switch": {"answers": {"interaction": "wukong"}}}, "not one of copier.yml's choices"),
+        ({"switch": {"training": {"no_such_option": 1}}}, "not an option of the template's TrainConfig"),
+        ({"switch": {"training": {"lr": "fast"}}}, "takes a float"),
+        ({"slot": "nowhere"}, "slot must be one of"),
+        ({}, "exactly one of 'switch'"),
+    ],
+)
+def test_catalogue_errors_name_the_technique_and_the_fix(tmp_path, entry, message):
+    root = copy_template(tmp_path / "t")
+    base = {"id": "bad_one", "slot": "training", "description": "d", "reference": "r"}
+    (root / "techniques.yml").write_text(yaml.safe_dump({"version": 1, "techniques": [{**base, **entry}]}))
+    with pytest.raises(SmtError, match=message):
+        load_catalogue(root)
+
+
+def test_unreadable_catalogue_is_one_clear_error(tmp_path):
+    root = copy_template(tmp_path / "t")
+    (root / "techniques.yml").write_text("techniques: [\n")
+    with pytest.raises(SmtError, match="not valid YAML"):
+        load_catalogue(root)
+
+
+# --- template defaults, rewritten in place ---
+
+
+def test_training_and_answer_defaults_are_rewritten_in_place_and_nothing_else_changes(tmp_path):
+    root = copy_template(tmp_path / "t")
+    config = config_path(root)
+    before_config, before_copier = config.read_text(), (root / "copier.yml").read_text()
+    assert training_defaults(config)["embedding_weight_decay"] == 0.0
+    set_training_default(config, "embedding_weight_decay", 0.001)  # a multi-line _option(...) call
+    set_training_default(config, "calibrate_bias", True)
+    assert training_defaults(config)["embedding_weight_decay"] == 0.001
+    assert training_defaults(config)["calibrate_bias"] is True
+    changed = [a for a, b in zip(before_config.splitlines(), config.read_text().splitlines()) if a != b]
+    assert len(changed) == 2 and len(before_config.splitlines()) == len(config.read_text().splitlines())
+    set_answer_default(root, "mlp_block", "residual")
+    set_answer_default(root, "over_arch", [128, 64])
+    assert answer_default(root, "mlp_block") == "residual" and answer_default(root, "over_arch") == [128, 64]
+    after = (root / "copier.yml").read_text().splitlines()
+    assert sum(a != b for a, b in zip(before_copier.splitlines(), after)) == 2
+    with pytest.raises(SmtError, match="computed"):
+        set_answer_default(root, "towers", "ple")  # a Jinja default
+    with pytest.raises(SmtError, match="is a bool"):
+        set_training_default(config, "calibrate_bias", 3)
+
+
+# --- the decision rule ---
+
+
+def _outcomes(deltas_by_package: dict[str, list[float]]) -> list[PackageOutcome]:
+    out = []
+    for name, deltas in deltas_by_package.items():
+        inc = [0.5] * len(deltas)
+        cand = [0.5 * (1 + d / 100) for d in deltas]
+        out.append(PackageOutcome(name, list(range(len(deltas))), inc, cand, inc, cand, 1e5, 1e5))
+    return out
+
+
+def test_clearly_helpful_is_accepted_and_clearly_harmful_rejected():
+    rule = Rule(resamples=2000)
+    aggregate, decision, reasons = decide(_outcomes({"a": [-1.0, -1.2, -0.9], "b": [-0.5, -0.7, -0.6]}), rule)
+    assert decision == "accept" and aggregate["delta"] == pytest.approx(-0.8167, abs=1e-3)
+    assert aggregate["ci"][1] < 0
+    aggregate, decision, reasons = decide(_outcomes({"a": [3.0, 2.5, 3.1], "b": [1.0, 1.4, 0.9]}), rule)
+    assert decision == "reject" and any("not a gain" in r for r in reasons)
+
+
+def test_one_package_beyond_the_regression_bound_rejects_a_fleet_gain():
+    _, decision, reasons = decide(_outcomes({"a": [-3.0, -3.1, -2.9], "b": [0.9, 1.0, 1.1]}), Rule(resamples=2000))
+    assert decision == "reject" and any("b regresses" in r for r in reasons)
+
+
+def test_noise_and_one_seed_never_decide_for_a_technique():
+    _, decision, reasons = decide(_outcomes({"a": [-2.0, 1.8, -0.1], "b": [0.4, -0.9, 0.2]}), Rule(resamples=2000))
+    assert decision == "reject" and any("not below zero" in r for r in reasons)
+    _, decision, reasons = decide(_outcomes({"a": [-2.0], "b": [-2.0]}), Rule(resamples=2000))
+    assert decision == "reject" and any("one seed" in r for r in reasons)
+
+
+def test_bootstrap_is_deterministic_and_covers_the_mean():
+    deltas = [[-1.0, -0.5, -0.8], [0.2, -0.1, 0.0]]
+    low, high = bootstrap_mean(deltas, 0.95, 4000)
+    assert (low, high) == bootstrap_mean(deltas, 0.95, 4000)
+    assert low < (sum(deltas[0]) / 3 + sum(deltas[1]) / 3) / 2 < high
+
+
+# --- the ledger ---
+
+
+def _record(technique="emb_wd", decision="reject"):
+    result = {"delta": 1.0, "ci": [0.5, 1.5], "delta_test": 1.0}
+    return new_record(
+        QUALIFICATION,
+        technique=technique,
+        template_version="v1",
+        candidate={"answers": {}, "training": {"embedding_weight_decay": 0.001}},
+        packages=["a"],
+        seeds=3,
+        rule={},
+        results={"a": result},
+        aggregate={"delta": 1.0, "ci": [0.5, 1.5], "delta_test": 1.0},
+        decision=decision,
+        reasons=["r"],
+        machine_seconds=1.0,
+    )
+
+
+def test_ledger_appends_one_line_per_record_and_validates_when_read(tmp_path):
+    path = tmp_path / "ledger.jsonl"
+    first, second = append(path, _record()), append(path, _record("dot", "accept"))
+    assert [r["id"] for r in read(path).records] == [first["id"], second["id"]]
+    assert len(path.read_text().splitlines()) == 2
+    lines = path.read_text().splitlines()
+    path.write_text(lines[0] + "\n" + lines[1].replace('"decision":"accept"', '"decision":"maybe"') + "\n")
+    with pytest.raises(SmtError, match="line 2: decision must be accept or reject"):
+        read(path)
+    path.write_text(lines[0] + "\n{not json\n")
+    with pytest.raises(SmtError, match="line 2 is not valid JSON.*git checkout"):
+        read(path)
+    with pytest.raises(SmtError, match="lacks"):
+        append(path, {"kind": QUALIFICATION, "id": "x"})
+
+
+def test_a_torn_last_line_is_skipped_and_cut_by_the_next_writer(tmp_path):
+    path = tmp_path / "ledger.jsonl"
+    kept = append(path, _record())
+    with open(path, "ab") as f:
+        f.write(b'{"kind":"qualification","id":"torn","tech')  # a writer killed mid-line
+    ledger = read(path)
+    assert ledger.torn_tail and [r["id"] for r in ledger.records] == [kept["id"]]
+    new = append(path, _record("dot"))
+    ledger = read(path)
+    assert not ledger.torn_tail and [r["id"] for r in ledger.records] == [kept["id"], new["id"]]
+
+
+def _writer(path: str, n: int) -> None:
+    for _ in range(n):
+        append(path, _record(random.choice(["emb_wd", "dot"])))
+
+
+def test_two_writers_at_once_lose_and_tear_nothing(tmp_path):
+    path = tmp_path / "ledger.jsonl"
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(path), 60)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    ledger = read(path)
+    assert len(ledger.records) == 180 and not ledger.torn_tail
+
+
+def test_a_writer_killed_at_any_point_leaves_complete_records_only(tmp_path):
+    path = tmp_path / "ledger.jsonl"
+    code = (
+        f"import sys; sys.path.insert(0, {str(REPO)!r}); "
+        f"from tests.test_cycle_units import _writer; _writer({str(path)!r}, 100000)"
+    )
+    for delay in (0.3, 0.45, 0.6):
+        proc = subprocess.Popen([sys.executable, "-c", code])
+        time.sleep(delay)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        before = read(path)  # every complete line is a valid record; a torn tail is at most the last
+        append(path, _record("dot"))
+        after = read(path)
+        assert len(after.records) == len(before.records) + 1 and not after.torn_tail
+
+
+# --- the representative subset ---
+
+
+def _descriptor(name, rows, rate, sparse, dense, events=1):
+    return Descriptor(name, rows, events, rate, rate, sparse, 0, dense, sparse * 100, 1e5 * events, events > 1)
+
+
+def test_subset_is_deterministic_and_one_representative_per_kind_of_model():
+    fleet = [
+        _descriptor("big_sparse_a", 10**6, 0.02, 20, 0),
+        _descriptor("big_sparse_b", 2 * 10**6, 0.03, 22, 0),
+        _descriptor("dense_a", 10**4, 0.4, 0, 40),
+        _descriptor("dense_b", 2 * 10**4, 0.35, 0, 44),
+        _descriptor("multi_a", 10**5, 0.1, 8, 4, events=3),
+        _descriptor("multi_b", 2 * 10**5, 0.12, 9, 4, events=3),
+    ]
+    subset = choose_subset(fleet, 3)
+    again = choose_subset(list(reversed(fleet)), 3)
+    assert subset == again
+    kinds = {name.rsplit("_", 1)[0] for name in subset.representatives}
+    assert kinds == {"big_sparse", "dense", "multi"}
+    assert subset.represented_by["dense_b"] in ("dense_a", "dense_b")
+    with pytest.raises(SmtError, match="--k must be between 1 and"):
+        choose_subset(fleet, 7)
+
+
+def test_techniques_command_lists_the_catalogue_with_fleet_state(template_repo, capsys):
+    from scaffold import new_package
+
+    from .helpers import commit_all
+
+    repo = TemplateRepo.find(template_repo)
+    new_package(repo, "ctr_a", {"interaction": "dot"})
+    commit_all(template_repo, "fleet")
+    assert main(["--repo", str(template_repo), "techniques", "--json"]) == 0
+    rows = {r["id"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["dot"]["on_in"] == ["ctr_a"] and rows["dcn_v2"]["default"] and not rows["dot"]["default"]
+    assert rows["dcn_v2"]["on_in"] == [] and rows["bucketized_dense"]["switch"].startswith("features.yaml")
