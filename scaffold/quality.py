@@ -126,12 +126,13 @@ def template_questions(repo: TemplateRepo) -> set[str]:
 
 
 @contextlib.contextmanager
-def with_answers(repo: TemplateRepo, package: Package, answers: dict) -> Iterator[Package]:
-    """The package re-rendered from the working-tree template with changed answers, its own files kept."""
+def with_answers(repo: TemplateRepo, package: Package, answers: dict, commit: str | None = None) -> Iterator[Package]:
+    """The package re-rendered with changed answers, its own files kept: from the working-tree template, or
+    from the template at ``commit`` (qualification renders at the package's own version)."""
     if not answers:
         yield package
         return
-    with repo.snapshot() as template_dir, tempfile.TemporaryDirectory(prefix="smt-variant-") as tmp:
+    with repo.snapshot(commit) as template_dir, tempfile.TemporaryDirectory(prefix="smt-variant-") as tmp:
         merged = {**package.questions, **answers}
         out = render_answers(template_dir, merged, Path(tmp) / package.name)
         patterns = model_owned_patterns(template_dir, merged)

@@ -8,7 +8,23 @@ import sys
 from rich.console import Console
 
 from ..errors import SmtError
-from . import bench, check, data, demo, new, recover, release, status, sync
+from . import (
+    adopt,
+    bench,
+    check,
+    data,
+    demo,
+    ledger,
+    new,
+    qualify,
+    recover,
+    release,
+    report,
+    status,
+    subset,
+    sync,
+    techniques,
+)
 
 COMMANDS = {
     "new": new,
@@ -17,6 +33,12 @@ COMMANDS = {
     "recover": recover,
     "check": check,
     "release": release,
+    "techniques": techniques,
+    "subset": subset,
+    "qualify": qualify,
+    "adopt": adopt,
+    "ledger": ledger,
+    "report": report,
     "data": data,
     "bench": bench,
     "demo": demo,

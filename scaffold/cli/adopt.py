@@ -1,0 +1,47 @@
+"""``smt adopt TECHNIQUE…``: accepted techniques become template defaults, released, synced, recorded."""
+
+from __future__ import annotations
+
+import json
+
+from rich.table import Table
+
+from ..adopt import adopt
+from ..errors import SmtError
+from ..techniques import load_catalogue
+from ._common import fleet_of, repo_of
+
+HELP = "make qualified techniques template defaults: CHANGELOG, release, sync of the fleet, ledger (one command)"
+
+
+def register(p) -> None:
+    p.add_argument("techniques", nargs="+", help="techniques of techniques.yml with an accepted qualification")
+    p.add_argument("--override-reason", metavar="TEXT", help="adopt without an accepted qualification (recorded)")
+    p.add_argument("--jobs", type=int, help="parallel sync workers (default: CPU count)")
+    p.add_argument("--json", action="store_true", help="print the ledger record")
+
+
+def run(args, console) -> int:
+    repo = repo_of(args)
+    catalogue = load_catalogue(repo.root)
+    unknown = [t for t in args.techniques if t not in catalogue]
+    if unknown:
+        raise SmtError(f"unknown technique(s) {unknown}; see `smt techniques` (or add them to techniques.yml)")
+    techniques = [catalogue[t] for t in dict.fromkeys(args.techniques)]
+    schema_only = [t.id for t in techniques if not t.switchable]
+    if schema_only:
+        raise SmtError(f"{schema_only}: per-feature schema options stay each model's own; nothing to adopt")
+    say = (lambda text: None) if args.json else (lambda text: console.print(text, highlight=False))
+    record = adopt(repo, techniques, args.override_reason, args.jobs, fleet_of(args), say)
+    if args.json:
+        print(json.dumps(record, indent=2))
+        return 0 if "not synced" not in record["packages"].values() else 1
+    table = Table(title=f"adopt {record['technique']}: {record['from_version']} → {record['to_version']}")
+    table.add_column("package")
+    for t in record["techniques"]:
+        table.add_column(t)
+    for name in sorted(record["packages"]):
+        table.add_row(name, *(record["per_technique"][t][name] for t in record["techniques"]))
+    console.print(table)
+    console.print(f"ledger record {record['id']}; {record['machine_seconds']:.0f} s")
+    return 0 if "not synced" not in record["packages"].values() else 1

@@ -1,0 +1,384 @@
+"""Qualification: is a technique better for the fleet? Decided once, on a representative subset (DESIGN §4, §7).
+
+Per package of the subset: the *incumbent* is the package exactly as it is (its model-owned files and
+``train.yaml`` included); the *candidate* is the same package with the technique switched on, re-rendered
+from the template at the package's own version and sized to the incumbent's dense FLOPs/example (neutral
+serving capacity) when the technique changes the model. Both are trained through the package's own CLI on the
+same seeds; the decision is made on validation NE (mean over events), test NE is reported beside it.
+
+The decision rule (every threshold printed with the decision, each overridable):
+- paired by seed, per package: ΔNE_s = 100 · (NE_candidate − NE_incumbent) / NE_incumbent (negative = better);
+- the fleet figure is the mean over packages of each package's mean ΔNE; its confidence interval comes from a
+  bootstrap that resamples seeds within each package (paired: a seed's incumbent and candidate stay together);
+- accept only if the fleet figure is ≤ −min_gain, the interval's upper end is < 0, and no package's mean
+  ΔNE is above +max_regression; one seed never suffices (seed noise cannot be bounded).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import InvalidAnswers, SmtError
+from .fleet import Package
+from .ledger import QUALIFICATION, new_record
+from .package_cli import PackageCLI, mean_ne
+from .quality import task_dir, with_answers
+from .techniques import Technique, is_on
+from .template import TemplateRepo
+
+
+@dataclass(frozen=True)
+class Rule:
+    min_gain: float = 0.1  # percent: the fleet's mean ΔNE must be at most −min_gain
+    max_regression: float = 0.5  # percent: no package's mean ΔNE may be above this
+    confidence: float = 0.95
+    resamples: int = 10_000
+
+    def text(self) -> str:
+        return (
+            f"accept iff mean ΔNE ≤ −{self.min_gain:g}%, its {self.confidence:.0%} bootstrap upper bound < 0, "
+            f"and every package's ΔNE ≤ +{self.max_regression:g}% (paired by seed, ≥ 2 seeds)"
+        )
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """One training of one arm of one package on one seed (picklable: runs in a worker process or on Ray)."""
+
+    package: str
+    arm: str  # "incumbent" | "candidate"
+    path: str
+    seed: int
+    data: str  # the task directory: train/valid/test.parquet
+    overrides: tuple[str, ...] = ()
+    threads: int = 1
+
+
+@dataclass(frozen=True)
+class JobResult:
+    package: str
+    arm: str
+    seed: int
+    valid_ne: float
+    test_ne: float
+    seconds: float  # wall time of train + evaluate (machine time of this job)
+    steps: int
+    cached: bool = False
+
+
+def run_job(job: TrainJob) -> JobResult:
+    """Train and evaluate through the package's own CLI (a subprocess of the worker)."""
+    os.environ["OMP_NUM_THREADS"] = str(job.threads)
+    started = time.perf_counter()
+    cli, data = PackageCLI(Path(job.path)), Path(job.data)
+    with tempfile.TemporaryDirectory(prefix="smt-qualify-") as tmp:
+        out = Path(tmp) / "run"
+        trained = cli.train(data / "train.parquet", data / "valid.parquet", out, [f"seed={job.seed}", *job.overrides])
+        test = cli.evaluate(out, data / "test.parquet")
+    seconds = time.perf_counter() - started
+    return JobResult(job.package, job.arm, job.seed, mean_ne(trained.valid), test.mean_ne, seconds, trained.steps)
+
+
+# --- executors: a local process pool by default, Ray when given a cluster address (no home-made scheduler) ---
+
+
+def run_local(jobs: list[TrainJob], workers: int, on_done: Callable[[JobResult], None]) -> list[JobResult]:
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    results = []
+    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = [pool.submit(run_job, job) for job in jobs]
+        for future in as_completed(futures):
+            result = future.result()
+            on_done(result)
+            results.append(result)
+    return results
+
+
+def run_ray(jobs: list[TrainJob], address: str, on_done: Callable[[JobResult], None]) -> list[JobResult]:
+    """The same jobs as Ray tasks (``address``: ``local`` starts a local instance; else a cluster's address).
+
+    Workers must see the package and data paths (a shared filesystem, as on a cluster's NFS)."""
+    try:
+        import ray
+    except ImportError:
+        raise SmtError(
+            "--ray needs Ray: pip install 'ray>=2.9' (or drop --ray to use the local process pool)"
+        ) from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        kwargs = {"num_cpus": os.cpu_count()} if address == "local" else {"address": address}
+        ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
+    try:
+        remote = ray.remote(run_job)
+        pending = {remote.options(num_cpus=job.threads).remote(job): job for job in jobs}
+        results = []
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                pending.pop(ref)
+                result = ray.get(ref)
+                on_done(result)
+                results.append(result)
+        return results
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+# --- the run cache: an incumbent trained once per (package content, data, seed) serves every qualification ---
+
+
+def _tree_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    for file in sorted(p for p in Path(path).rglob("*") if p.is_file()):
+        rel = file.relative_to(path).as_posix()
+        if any(part in ("__pycache__", ".pytest_cache", ".smt-cache") for part in file.parts) or rel.endswith(".pyc"):
+            continue
+        digest.update(rel.encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _cache_key(job: TrainJob, tree: str) -> str:
+    data = Path(job.data)
+    stats = [
+        (f, (data / f).stat().st_size, (data / f).stat().st_mtime_ns)
+        for f in ("train.parquet", "valid.parquet", "test.parquet")
+    ]
+    raw = json.dumps([tree, stats, job.seed, list(job.overrides)], sort_keys=True)
+    return hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+
+@dataclass
+class RunCache:
+    """JSON files under ``root`` (``.smt-cache/runs`` of the repository, git-ignored); ``None`` root = off."""
+
+    root: Path | None
+
+    def get(self, key: str) -> JobResult | None:
+        if self.root is None or not (self.root / f"{key}.json").is_file():
+            return None
+        try:
+            return JobResult(**{**json.loads((self.root / f"{key}.json").read_text()), "cached": True})
+        except (json.JSONDecodeError, TypeError):
+            return None  # a corrupt entry is a miss; it is rewritten
+
+    def put(self, key: str, result: JobResult) -> None:
+        if self.root is None:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".{key}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(asdict(result)))
+        os.replace(tmp, self.root / f"{key}.json")
+
+
+# --- statistics ---
+
+
+def bootstrap_mean(deltas: list[list[float]], confidence: float, resamples: int, seed: int = 0) -> tuple[float, float]:
+    """Percentile interval of the mean over packages of each package's mean over seeds; seeds are resampled
+    within each package (``deltas[p][s]``: package p, seed s)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    means = np.zeros(resamples)
+    for row in deltas:
+        values = np.asarray(row, dtype=float)
+        idx = rng.integers(0, len(values), size=(resamples, len(values)))
+        means += values[idx].mean(axis=1)
+    means /= len(deltas)
+    alpha = (1 - confidence) / 2
+    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+
+
+def relative(candidate: float, incumbent: float) -> float:
+    return 100.0 * (candidate - incumbent) / incumbent
+
+
+@dataclass
+class PackageOutcome:
+    package: str
+    seeds: list[int]
+    incumbent_valid: list[float]
+    candidate_valid: list[float]
+    incumbent_test: list[float]
+    candidate_test: list[float]
+    incumbent_flops: float
+    candidate_flops: float
+    delta: float = 0.0  # mean over seeds of the paired relative ΔNE on valid, percent
+    ci: tuple[float, float] = (0.0, 0.0)
+    delta_test: float = 0.0
+    deltas: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["ci"] = list(self.ci)
+        return d
+
+
+def decide(outcomes: list[PackageOutcome], rule: Rule) -> tuple[dict, str, list[str]]:
+    """The aggregate (mean ΔNE, interval, test ΔNE), the decision and its reasons."""
+    for o in outcomes:
+        o.deltas = [relative(c, i) for c, i in zip(o.candidate_valid, o.incumbent_valid)]
+        o.delta = sum(o.deltas) / len(o.deltas)
+        o.delta_test = sum(relative(c, i) for c, i in zip(o.candidate_test, o.incumbent_test)) / len(o.deltas)
+        o.ci = bootstrap_mean([o.deltas], rule.confidence, rule.resamples)
+    mean = sum(o.delta for o in outcomes) / len(outcomes)
+    low, high = bootstrap_mean([o.deltas for o in outcomes], rule.confidence, rule.resamples)
+    aggregate = {
+        "delta": mean,
+        "ci": [low, high],
+        "delta_test": sum(o.delta_test for o in outcomes) / len(outcomes),
+        "seeds": min(len(o.deltas) for o in outcomes),
+    }
+    reasons = []
+    if aggregate["seeds"] < 2:
+        reasons.append("one seed per package cannot bound seed noise: rerun with --seeds 2 or more")
+    if mean > -rule.min_gain:
+        reasons.append(f"mean ΔNE {mean:+.3f}% is not a gain of at least {rule.min_gain:g}%")
+    if high >= 0:
+        reasons.append(f"the {rule.confidence:.0%} interval [{low:+.3f}%, {high:+.3f}%] is not below zero")
+    for o in outcomes:
+        if o.delta > rule.max_regression:
+            reasons.append(f"{o.package} regresses {o.delta:+.3f}% (bound +{rule.max_regression:g}%)")
+    if not reasons:
+        reasons.append(
+            f"mean ΔNE {mean:+.3f}% [{low:+.3f}%, {high:+.3f}%], no package beyond +{rule.max_regression:g}%"
+        )
+        return aggregate, "accept", reasons
+    return aggregate, "reject", reasons
+
+
+# --- the qualification itself ---
+
+
+@dataclass(frozen=True)
+class Plan:
+    seeds: int = 3
+    jobs: int = 1
+    threads: int = 1
+    ray: str | None = None
+    rule: Rule = Rule()
+    cache: bool = True
+
+
+def qualify(
+    repo: TemplateRepo,
+    technique: Technique,
+    packages: list[Package],
+    data_root: Path,
+    plan: Plan,
+    on_status: Callable[[str], None] = lambda text: None,
+    subset: dict | None = None,
+) -> dict:
+    """Incumbent vs candidate on ``packages`` over seeds; the ledger record of the decision (not yet appended)."""
+    if not technique.switchable:
+        raise SmtError(f"{technique.id} is a per-feature schema option; smt cannot switch it on for a package")
+    version = repo.default_ref()
+    behind = [f"{p.name} ({p.version})" for p in packages if p.version != version]
+    if behind:
+        raise SmtError(
+            f"qualify compares at one template version ({version}); behind: {', '.join(behind)}: "
+            "run `smt sync` first"
+        )
+    skipped = {p.name: "already on" for p in packages if is_on(technique, p)}
+    todo = [p for p in packages if p.name not in skipped]
+    cache = RunCache(repo.root / ".smt-cache" / "runs" if plan.cache else None)
+    started = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        arms, jobs, flops = {}, [], {}
+        for package in todo:
+            data = task_dir(data_root, package)
+            incumbent_flops = PackageCLI(package.path).capacity().dense_flops_per_example
+            answers = dict(technique.answers)
+            if answers:
+                answers["flops_budget"] = int(round(incumbent_flops))
+            try:
+                candidate = stack.enter_context(with_answers(repo, package, answers, repo.resolve(version)))
+            except InvalidAnswers as exc:
+                skipped[package.name] = f"not applicable: {exc}"
+                continue
+            candidate_flops = PackageCLI(candidate.path).capacity().dense_flops_per_example
+            flops[package.name] = (incumbent_flops, candidate_flops)
+            overrides = tuple(f"{k}={_value(v)}" for k, v in technique.training.items())
+            arms[package.name] = (package, candidate)
+            for seed in range(plan.seeds):
+                jobs.append(TrainJob(package.name, "incumbent", str(package.path), seed, str(data), (), plan.threads))
+                jobs.append(
+                    TrainJob(package.name, "candidate", str(candidate.path), seed, str(data), overrides, plan.threads)
+                )
+        if not arms:
+            raise SmtError(f"no package of {[p.name for p in packages]} can qualify {technique.id}: {skipped}")
+        trees = {str(p.path): _tree_hash(p.path) for pair in arms.values() for p in pair}
+        results, todo_jobs, keys = [], [], {}
+        for job in jobs:
+            keys[job] = _cache_key(job, trees[job.path])
+            hit = cache.get(keys[job])
+            (results.append(hit) if hit else todo_jobs.append(job))
+        total, done = len(jobs), [len(results)]
+
+        key_of = {(j.package, j.arm, j.seed): keys[j] for j in todo_jobs}
+
+        def finished(result: JobResult) -> None:  # cached at once: a killed qualification keeps what it ran
+            cache.put(key_of[(result.package, result.arm, result.seed)], result)
+            done[0] += 1
+            on_status(f"{done[0]}/{total}: {result.package} {result.arm} seed {result.seed}")
+
+        on_status(f"{len(results)}/{total} from the run cache")
+        results += run_ray(todo_jobs, plan.ray, finished) if plan.ray else run_local(todo_jobs, plan.jobs, finished)
+    outcomes = _outcomes(results, flops, plan.seeds)
+    aggregate, decision, reasons = decide(outcomes, plan.rule)
+    return new_record(
+        QUALIFICATION,
+        technique=technique.id,
+        candidate={"answers": technique.answers, "training": technique.training},
+        template_version=version,
+        packages=[o.package for o in outcomes],
+        skipped=skipped,
+        subset=subset,
+        seeds=plan.seeds,
+        rule=asdict(plan.rule),
+        rule_text=plan.rule.text(),
+        results={o.package: o.to_dict() for o in outcomes},
+        aggregate=aggregate,
+        decision=decision,
+        reasons=reasons,
+        machine_seconds=round(sum(r.seconds for r in results if not r.cached), 1),
+        cached_runs=sum(r.cached for r in results),
+        cached_seconds=round(sum(r.seconds for r in results if r.cached), 1),  # what those runs cost when made
+        runs=len(results),
+        wall_seconds=round(time.perf_counter() - started, 1),
+        executor=f"ray {plan.ray}" if plan.ray else f"local pool of {plan.jobs}",
+    )
+
+
+def _value(value) -> str:
+    return json.dumps(value) if isinstance(value, bool) else str(value)
+
+
+def _outcomes(results: list[JobResult], flops: dict, seeds: int) -> list[PackageOutcome]:
+    by = {(r.package, r.arm, r.seed): r for r in results}
+    outcomes = []
+    for name in sorted(flops):
+        inc = [by[(name, "incumbent", s)] for s in range(seeds)]
+        cand = [by[(name, "candidate", s)] for s in range(seeds)]
+        outcomes.append(
+            PackageOutcome(
+                name,
+                list(range(seeds)),
+                [r.valid_ne for r in inc],
+                [r.valid_ne for r in cand],
+                [r.test_ne for r in inc],
+                [r.test_ne for r in cand],
+                *flops[name],
+            )
+        )
+    return outcomes

@@ -1,0 +1,164 @@
+"""One development cycle end to end on a real small fleet: qualify → adopt → sync → ledger → report.
+
+Real template repository, real copier renders, real git, real trainings through each package's own CLI on
+synthetic data the packages make themselves. The template of this fleet starts with learning rates that
+barely learn, so that a candidate restoring them is clearly helpful and one lowering them again clearly
+harmful (the decision rule must tell both apart).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import yaml
+
+from scaffold import TemplateRepo, new_package, runner
+from scaffold.cli import main
+from scaffold.defaults import config_path, set_training_default, training_defaults
+from scaffold.ledger import ADOPTION, QUALIFICATION, read
+from scaffold.qualify import TrainJob, run_ray
+from scaffold.report import chromium, screenshot
+
+from .helpers import commit_all, git, make_template_repo
+
+GOOD = {"lr": 0.002, "embedding_lr": 0.05}
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cycle") / "smt"
+    make_template_repo(root, tag=None)
+    config = config_path(root)
+    set_training_default(config, "lr", 1e-6)
+    set_training_default(config, "embedding_lr", 1e-6)
+    set_training_default(config, "epochs", 2)
+    catalogue = yaml.safe_load((root / "techniques.yml").read_text())
+    catalogue["techniques"].append(
+        {
+            "id": "good_lr",
+            "slot": "training",
+            "switch": {"training": GOOD},
+            "description": "Learning rates that learn",
+            "reference": "this test",
+        }
+    )
+    (root / "techniques.yml").write_text(yaml.safe_dump(catalogue, sort_keys=False))
+    commit_all(root, "template whose learning rates barely learn")
+    git(root, "tag", "v1.0.0")
+    repo = TemplateRepo.find(root)
+    new_package(repo, "ctr_a")
+    b = new_package(repo, "ctr_b", {"interaction": "concat"}).path
+    (b / "src" / "ctr_b" / "train.yaml").write_text("lr: 0.001\n")  # pinned: opts out of a new lr default
+    commit_all(root, "fleet of two")
+    data = root.parent / "data"
+    for name in ("ctr_a", "ctr_b"):
+        for split, rows, seed in (("train", 3000, 1), ("valid", 1500, 2), ("test", 1500, 3)):
+            out = data / name / f"{split}.parquet"
+            assert (
+                runner.run_cli(
+                    root / "generated" / name, "synth", "--rows", str(rows), "--out", str(out), "--seed", str(seed)
+                ).returncode
+                == 0
+            )
+    return root, data
+
+
+def smt(root, *args, capsys=None) -> tuple[int, str]:
+    """``smt ARGS`` in-process; its stdout (a failure's stderr goes to the test log)."""
+    code = main(["--repo", str(root), *args])
+    if not capsys:
+        return code, ""
+    captured = capsys.readouterr()
+    if code:
+        print(captured.err, file=sys.__stderr__)
+    return code, captured.out
+
+
+@pytest.mark.slow
+def test_a_cycle_qualifies_adopts_syncs_and_records_every_pair(fleet, capsys):
+    root, data = fleet
+    code, out = smt(root, "subset", "--data", str(data), "--k", "1", "--json", capsys=capsys)
+    subset = json.loads(out)
+    assert code == 0 and len(subset["subset"]["representatives"]) == 1
+    assert {d["package"] for d in subset["descriptors"]} == {"ctr_a", "ctr_b"}
+
+    # 1. a clearly helpful technique is accepted (2 seeds, paired), and the record lands in the ledger
+    args = ["qualify", "good_lr", "--packages", "ctr_a,ctr_b", "--seeds", "2", "--jobs", "2", "--data", str(data)]
+    code, out = smt(root, *args, "--json", capsys=capsys)
+    accepted = json.loads(out)
+    assert code == 0 and accepted["decision"] == "accept", accepted["reasons"]
+    assert accepted["aggregate"]["ci"][1] < 0 and set(accepted["results"]) == {"ctr_a", "ctr_b"}
+    assert accepted["runs"] == 8 and accepted["machine_seconds"] > 0
+
+    # 2. adopt: default changed, CHANGELOG, release, sync, every pair recorded; the pinned package opts out
+    code, out = smt(root, "adopt", "good_lr", "--json", capsys=capsys)
+    adoption = json.loads(out)
+    assert code == 0 and adoption["to_version"] == "v1.1.0" and adoption["qualification"] == [accepted["id"]]
+    assert adoption["packages"] == {"ctr_a": "adopted", "ctr_b": "opted out"}
+    assert {k: training_defaults(config_path(root))[k] for k in GOOD} == GOOD
+    changelog = (root / "template_repo" / "CHANGELOG.md").read_text()
+    assert "## v1.1.0" in changelog and accepted["id"] in changelog
+    assert "v1.1.0" in git(root, "tag", "--list")
+    for name in ("ctr_a", "ctr_b"):
+        answers = yaml.safe_load((root / "generated" / name / ".copier-answers.yml").read_text())
+        assert answers["_commit"] == "v1.1.0"
+    package_config = root / "generated" / "ctr_a" / "src" / "ctr_a" / "config.py"
+    assert training_defaults(package_config)["lr"] == 0.002
+    assert (root / "generated" / "ctr_b" / "src" / "ctr_b" / "train.yaml").read_text() == "lr: 0.001\n"
+    assert git(root, "status", "--porcelain", "generated", "ledger.jsonl", "template_repo") == ""
+    assert smt(root, "check", capsys=capsys)[0] == 0
+
+    # 3. the next candidate, clearly harmful against the new incumbent, is rejected (subset path, k=2)
+    args = ["qualify", "slow_lr", "--set", "lr=1e-6", "--set", "embedding_lr=1e-6", "--k", "2", "--seeds", "2"]
+    code, out = smt(root, *args, "--jobs", "2", "--data", str(data), "--json", capsys=capsys)
+    rejected = json.loads(out)
+    assert code == 0 and rejected["decision"] == "reject" and rejected["template_version"] == "v1.1.0"
+    assert rejected["aggregate"]["delta"] > 0.2 and rejected["subset"]["k"] == 2
+
+    # 4. adoption refuses what was not accepted at this version, and what is already a default
+    assert smt(root, "adopt", "good_lr")[0] == 2
+    assert "already a template default" in capsys.readouterr().err
+    assert smt(root, "adopt", "emb_wd")[0] == 2
+    assert "never qualified" in capsys.readouterr().err
+    assert smt(root, "adopt", "slow_lr")[0] == 2  # ad hoc: not in the catalogue, so never a default
+
+    # 5. an answer technique with a recorded override: followers re-rendered at their FLOPs, others opt out
+    code, out = smt(root, "adopt", "dot", "--override-reason", "test: answer adoption", "--json", capsys=capsys)
+    dot = json.loads(out)
+    assert code == 0 and dot["packages"] == {"ctr_a": "adopted", "ctr_b": "opted out"}
+    a = yaml.safe_load((root / "generated" / "ctr_a" / ".copier-answers.yml").read_text())
+    b = yaml.safe_load((root / "generated" / "ctr_b" / ".copier-answers.yml").read_text())
+    assert (a["interaction"], a["_commit"], b["interaction"], b["_commit"]) == ("dot", "v1.2.0", "concat", "v1.2.0")
+    assert a["flops_budget"] > 0 and dot["override_reason"] == "test: answer adoption"
+    assert smt(root, "check", capsys=capsys)[0] == 0
+
+    # 6. the ledger holds it all, validated; the matrix and the report show it
+    ledger = read(root / "ledger.jsonl")
+    assert [r["kind"] for r in ledger.records] == [QUALIFICATION, ADOPTION, QUALIFICATION, ADOPTION]
+    code, out = smt(root, "ledger", "--json", capsys=capsys)
+    matrix = json.loads(out)["matrix"]
+    assert matrix["good_lr"]["ctr_a"]["state"] == "adopted" and matrix["good_lr"]["ctr_b"]["state"] == "opted out"
+    assert matrix["slow_lr"]["ctr_a"]["state"] == "rejected"
+    code, out = smt(root, "techniques", "--json", capsys=capsys)
+    rows = {r["id"]: r for r in json.loads(out)}
+    assert rows["good_lr"]["default"] and rows["good_lr"]["adopted_in"] == "v1.1.0" and rows["dot"]["default"]
+    report = root.parent / "report"
+    assert smt(root, "report", "--out", str(report), capsys=capsys)[0] == 0
+    page = (report / "index.html").read_text()
+    for figure in ("ne_by_version.png", "matrix.png", "deltas.png"):
+        assert figure in page and (report / figure).stat().st_size > 1000
+    if chromium():
+        assert screenshot(report / "index.html", report / "shot.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_ray_runs_the_same_training_jobs_on_a_local_instance(fleet):
+    pytest.importorskip("ray")
+    root, data = fleet
+    jobs = [TrainJob("ctr_a", "incumbent", str(root / "generated" / "ctr_a"), s, str(data / "ctr_a")) for s in (0, 1)]
+    done = []
+    results = run_ray(jobs, "local", done.append)
+    assert sorted(r.seed for r in results) == [0, 1] and len(done) == 2
+    assert all(0 < r.valid_ne < 2 and r.seconds > 0 for r in results)
