@@ -18,18 +18,20 @@ default at the current version with no adoption record: steps 4–5 run).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from packaging.version import Version
 
-from . import _git
+from . import _faults, _git
 from .defaults import answer_default, config_path, set_answer_default, set_training_default, training_defaults
 from .errors import SmtError
 from .fleet import Package, discover, git_roots
 from .ledger import ADOPTION, Ledger, append, ledger_path, new_record, read
 from .package_cli import PackageCLI
+from .quality import at_version
 from .sync import REACHED, sync_fleet
 from .techniques import Technique, is_default, is_on, pinned_training
 from .template import TemplateRepo
@@ -107,19 +109,26 @@ def _insert_changelog(path: Path, text: str) -> None:
     path.write_text(new)
 
 
-def _preflight(repo: TemplateRepo, packages: list[Package]) -> str:
+def _adopt_message(ids: str, version: str) -> str:
+    return f"adopt {ids} as template defaults ({version})"
+
+
+def _preflight(repo: TemplateRepo, packages: list[Package], unreleased_adoption: str | None, resuming: bool) -> str:
     current = _git.latest_version_tag(repo.root)
     if not current:
         raise SmtError("the template has no release yet; cut one with `smt release v0.1.0` first")
     dirty = repo.dirty_files()
     if dirty:
-        raise SmtError(f"the template has uncommitted changes ({', '.join(dirty[:3])}); commit or stash them first")
-    if repo.changed_since(repo.resolve(current)):
+        raise SmtError(
+            f"the template has uncommitted changes ({', '.join(dirty[:3])}); commit or stash them first (a killed "
+            "`smt adopt` leaves its edits uncommitted: `git checkout -- copier.yml template_repo`, then rerun)"
+        )
+    if repo.changed_since(repo.resolve(current)) and not unreleased_adoption:
         raise SmtError(f"the template changed since {current} without a release; release it first (`smt release`)")
     broken = [p.name for p in packages if p.problem]
     if broken:
         raise SmtError(f"unreadable packages {broken}; fix them (`smt status`) before adopting")
-    for root in {p.git_root for p in packages}:
+    for root in {p.git_root for p in packages} if not resuming else ():  # a killed run's own syncs are not committed
         rels = [p.git_relpath for p in packages if p.git_root == root]
         dirty = _git.dirty_paths(root, *rels)
         if dirty:
@@ -138,34 +147,42 @@ def adopt(
     """Make ``techniques`` template defaults, release, sync, record; the adoption record (also appended)."""
     started = time.perf_counter()
     packages = discover(repo, None, fleet_file)
-    current = _preflight(repo, packages)
+    ids = ", ".join(t.id for t in techniques)
+    head_subject = _git.run(repo.root, "log", "-1", "--format=%s").strip()
+    pending = next_version(repo) if head_subject == _adopt_message(ids, next_version(repo)) else None
+    current = _preflight(repo, packages, pending, all(is_default(t, repo.root) for t in techniques))
     path = ledger_path(repo.root)
     ledger = read(path)
+    if pending:  # a killed adopt committed the new defaults but did not tag them: release them now
+        release(repo, pending)
+        on_status(f"released {pending} (a killed adoption had committed it)")
+        current = pending
     resumed = all(is_default(t, repo.root) for t in techniques) and not any(
         r["to_version"] == current and {t.id for t in techniques} <= set(r["techniques"])
         for r in ledger.of_kind(ADOPTION)
     )
     if resumed:  # a killed adopt: the release exists, the fleet and the ledger are not done
         on_status(f"resuming the adoption released as {current}")
-        version, from_version = current, None
+        version = current
         records = [(t, ledger.last_qualification(t.id)) for t in techniques]
-        states = {
-            t.id: {p.name: (ALREADY_ON if p.version == version and is_on(t, p) else ADOPTED) for p in packages}
-            for t in techniques
-        }
+        from_version = _previous_release(repo, version)
+        # the packages as committed (adopt commits the fleet last) against the defaults of the release before
+        states = _states(repo, techniques, packages, from_version, package_ref="HEAD")
     else:
         already = [t.id for t in techniques if is_default(t, repo.root)]
         if already:
             raise SmtError(f"{', '.join(already)} is already a template default; nothing to adopt")
         records = [(t, evidence(ledger, t, current, override_reason)) for t in techniques]
-        states = {t.id: {p.name: pair_state(t, p, repo.root) for p in packages} for t in techniques}
+        states = _states(repo, techniques, packages, current)
         version, from_version = next_version(repo), current
         _change_defaults(repo, techniques)
         _insert_changelog(repo.root / CHANGELOG, changelog_text(version, [(t, r, override_reason) for t, r in records]))
+        _faults.point("adopt:edited")
         _git.run(repo.root, "add", "copier.yml", "template_repo")
-        ids = ", ".join(t.id for t in techniques)
-        _git.run(repo.root, "commit", "-q", "-m", f"adopt {ids} as template defaults ({version})")
+        _git.run(repo.root, "commit", "-q", "-m", _adopt_message(ids, version))
+        _faults.point("adopt:committed")
         release(repo, version)
+        _faults.point("adopt:released")
         on_status(f"released {version} with {ids} as defaults")
     # answers to carry to the followers: the adopted value, and their current FLOPs as the budget
     overrides_of: dict[str, dict] = {}
@@ -185,6 +202,7 @@ def adopt(
         on_status(f"sync {', '.join(names)} to {version}" + (f" with {overrides}" if overrides else ""))
         results = sync_fleet(repo, names, ref=version, jobs=jobs, overrides=overrides, fleet_file=fleet_file)
         reached |= {r.name for r in results if r.result in REACHED}
+        _faults.point("adopt:synced-group")
     for t in techniques:
         for name in states[t.id]:
             if name not in reached:
@@ -194,7 +212,7 @@ def adopt(
         technique=techniques[0].id if len(techniques) == 1 else "+".join(t.id for t in techniques),
         techniques=[t.id for t in techniques],
         qualification=[r["id"] if r else None for _, r in records],
-        from_version=from_version or (records[0][1] or {}).get("template_version"),
+        from_version=from_version,
         to_version=version,
         packages=_merged_states(states),
         per_technique=states,
@@ -205,6 +223,22 @@ def adopt(
     append(path, record)
     _commit_fleet(repo, packages, fleet_file, f"sync the fleet to {version} (adopt {record['technique']}); ledger")
     return record
+
+
+def _states(repo, techniques, packages, defaults_ref: str, package_ref: str | None = None) -> dict:
+    """technique → package → pair state, judged against the template defaults at ``defaults_ref`` and the
+    packages as they are (or as committed at ``package_ref``)."""
+    with repo.snapshot(repo.resolve(defaults_ref)) as template, contextlib.ExitStack() as stack:
+        before = [stack.enter_context(at_version(p, package_ref)) if package_ref else p for p in packages]
+        return {t.id: {b.name: pair_state(t, b, template) for b in before} for t in techniques}
+
+
+def _previous_release(repo: TemplateRepo, version: str) -> str:
+    tags = [t for t in _git.run(repo.root, "tag", "--list").split() if _git.RELEASE_TAG.match(t)]
+    older = sorted((t for t in tags if Version(t) < Version(version)), key=Version)
+    if not older:
+        raise SmtError(f"no release before {version}: cannot tell which packages followed the old defaults")
+    return older[-1]
 
 
 def _merged_states(states: dict[str, dict[str, str]]) -> dict[str, str]:

@@ -162,3 +162,34 @@ def test_ray_runs_the_same_training_jobs_on_a_local_instance(fleet):
     results = run_ray(jobs, "local", done.append)
     assert sorted(r.seed for r in results) == [0, 1] and len(done) == 2
     assert all(0 < r.valid_ne < 2 and r.seconds > 0 for r in results)
+
+
+@pytest.mark.slow
+def test_an_adoption_killed_at_any_step_is_finished_by_running_it_again(fleet):
+    """Kill -9 after the defaults' commit, then after the first sync group: each rerun picks up where it died;
+    in the end the release, the fleet and exactly one adoption record agree, and nothing was lost."""
+    import os
+    import subprocess
+
+    from .helpers import BIN
+
+    root, _ = fleet
+    features = {n: (root / "generated" / n / "src" / n / "features.yaml").read_bytes() for n in ("ctr_a", "ctr_b")}
+    before = len(read(root / "ledger.jsonl").records)
+    command = [str(BIN / "smt"), "--repo", str(root), "adopt", "residual_blocks", "--override-reason", "kill test"]
+    for fault in ("adopt:committed", "adopt:synced-group"):
+        proc = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "SMT_FAULT": fault})
+        assert proc.returncode == -9, proc.stderr
+        ledger = read(root / "ledger.jsonl")
+        assert len(ledger.records) == before and not ledger.torn_tail
+    proc = subprocess.run(command, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    records = read(root / "ledger.jsonl").records
+    assert len(records) == before + 1 and records[-1]["resumed"] and records[-1]["to_version"] == "v1.3.0"
+    assert records[-1]["packages"] == {"ctr_a": "adopted", "ctr_b": "adopted"}
+    for name in ("ctr_a", "ctr_b"):
+        answers = yaml.safe_load((root / "generated" / name / ".copier-answers.yml").read_text())
+        assert (answers["_commit"], answers["mlp_block"]) == ("v1.3.0", "residual")
+        assert (root / "generated" / name / "src" / name / "features.yaml").read_bytes() == features[name]
+    assert git(root, "tag", "--list").split().count("v1.3.0") == 1
+    assert main(["--repo", str(root), "check"]) == 0

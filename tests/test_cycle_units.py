@@ -256,3 +256,36 @@ def test_techniques_command_lists_the_catalogue_with_fleet_state(template_repo, 
     rows = {r["id"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["dot"]["on_in"] == ["ctr_a"] and rows["dcn_v2"]["default"] and not rows["dot"]["default"]
     assert rows["dcn_v2"]["on_in"] == [] and rows["bucketized_dense"]["switch"].startswith("features.yaml")
+
+
+# --- the cycle benchmark's figures ---
+
+
+def _qual(results: dict[str, tuple[float, float, float]], seconds: float, cached: float = 0.0) -> dict:
+    return {
+        "results": {p: {"delta": d, "ci": [d - w, d + w], "delta_test": d / 2} for p, (d, w, _) in results.items()},
+        "machine_seconds": seconds,
+        "cached_seconds": cached,
+        "candidate": {"answers": {}, "training": {"lr": 0.001}},
+        "rule": {"min_gain": 0.1},
+    }
+
+
+def test_cycle_figures_charge_each_way_its_runs_and_count_pairs():
+    from benchmarks.cycle import figures, per_model_choices
+
+    per_model = {
+        "t1": _qual({"a": (-1.0, 0.2, 0), "b": (-0.5, 0.2, 0), "c": (0.3, 0.1, 0)}, 3600),
+        "t2": _qual({"a": (-2.0, 0.5, 0), "b": (0.4, 0.1, 0), "c": (-0.05, 0.01, 0)}, 3600),
+    }
+    choices = per_model_choices(per_model, 0.1)
+    assert {p: c["technique"] for p, c in choices.items()} == {"a": "t2", "b": "t1", "c": None}
+    subset = {"t1": _qual({"a": (-1.0, 0.2, 0)}, 0, cached=720), "t2": _qual({"a": (-2.0, 0.5, 0)}, 0, cached=720)}
+    adoption = {"per_technique": {"t1": {"a": "adopted", "b": "adopted", "c": "opted out"}}, "machine_seconds": 360}
+    f = figures(per_model, subset, ["t1"], adoption, 3)
+    assert f["throughput"]["smt_pairs"] == 2 and f["throughput"]["per_model_pairs"] == 2
+    assert f["throughput"]["smt_machine_hours"] == pytest.approx(0.5)  # cached runs still cost what they took
+    assert f["throughput"]["per_model_machine_hours"] == pytest.approx(2.0)
+    assert f["fleet_ne"]["smt_valid"] == pytest.approx((-1.0 - 0.5 + 0) / 3)
+    assert f["fleet_ne"]["per_model_valid"] == pytest.approx((-2.0 - 0.5 + 0) / 3)
+    assert f["iteration_cost"]["smt_hand_edited_lines_per_model"] == 0
