@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     common = ["--seeds", str(args.seeds), "--jobs", str(args.jobs), "--data", args.data]
     subset = smt_json("subset", "--data", args.data, *(["--k", str(args.k)] if args.k else []))
     packages = [d["package"] for d in subset["descriptors"]]
-    scratch = out.parent / f".{out.name}_per_model.jsonl"
+    scratch = Path("build") / f"{out.name}_per_model.jsonl"  # the per-model way decides nothing for the fleet
     per_model = {
         t: smt_json("qualify", t, "--packages", ",".join(packages), "--ledger", str(scratch), *common)
         for t in techniques

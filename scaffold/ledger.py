@@ -149,3 +149,39 @@ def append(path: Path, record: dict) -> dict:
         finally:
             os.close(fd)
     return record
+
+
+def pair_matrix(records: list[dict]) -> dict[str, dict[str, dict]]:
+    """technique → package → the latest state of that pair (later records win)."""
+    cells: dict[str, dict[str, dict]] = {}
+    for r in records:
+        if r["kind"] == QUALIFICATION:
+            row = cells.setdefault(r["technique"], {})
+            for name, res in r["results"].items():
+                row[name] = {
+                    "state": "qualified" if r["decision"] == "accept" else "rejected",
+                    "template_version": r["template_version"],
+                    "delta": res["delta"],
+                    "ci": res["ci"],
+                    "delta_test": res["delta_test"],
+                    "date": r["date"],
+                    "machine_seconds": round(r["machine_seconds"] / max(1, len(r["results"])), 1),
+                    "record": r["id"],
+                }
+        else:
+            for technique, states in (r.get("per_technique") or {r["technique"]: r["packages"]}).items():
+                row = cells.setdefault(technique, {})
+                for name, state in states.items():
+                    measured = row.get(name, {})
+                    row[name] = {
+                        "state": state,
+                        "template_version": r["to_version"],
+                        "delta": measured.get("delta"),
+                        "ci": measured.get("ci"),
+                        "date": r["date"],
+                        "machine_seconds": round(
+                            r["machine_seconds"] / max(1, len(r["packages"])), 1
+                        ),  # sync, per package
+                        "record": r["id"],
+                    }
+    return cells

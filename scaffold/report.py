@@ -16,7 +16,7 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from .ledger import ADOPTION, QUALIFICATION, Ledger
+from .ledger import ADOPTION, QUALIFICATION, Ledger, pair_matrix
 
 STATE_COLOURS = {
     "adopted": "#2e7d32",
@@ -35,18 +35,8 @@ def _version_key(v: str):
         return (1, v)
 
 
-def pair_matrix(ledger: Ledger) -> dict[str, dict[str, str]]:
-    """technique → package → latest state (adoption records list every technique they carry)."""
-    cells: dict[str, dict[str, str]] = {}
-    for r in ledger.records:
-        if r["kind"] == QUALIFICATION:
-            row = cells.setdefault(r["technique"], {})
-            for name in r["results"]:
-                row[name] = "qualified" if r["decision"] == "accept" else "rejected"
-        else:
-            for technique, states in (r.get("per_technique") or {r["technique"]: r["packages"]}).items():
-                cells.setdefault(technique, {}).update(states)
-    return cells
+def _states(cells: dict[str, dict[str, dict]]) -> dict[str, dict[str, str]]:
+    return {t: {p: c["state"] for p, c in row.items()} for t, row in cells.items()}
 
 
 def cycle_summary(ledger: Ledger) -> dict:
@@ -172,7 +162,7 @@ def write_report(ledger: Ledger, out: Path, cycle: dict | None = None, title: st
     figures = []
     for name, caption, draw in (
         ("ne_by_version.png", "Fleet NE per package across template versions", lambda p: plot_ne_by_version(ledger, p)),
-        ("matrix.png", "Adoption matrix", lambda p: plot_matrix(pair_matrix(ledger), p)),
+        ("matrix.png", "Adoption matrix", lambda p: plot_matrix(_states(pair_matrix(ledger.records)), p)),
         ("deltas.png", "Qualification ΔNE per package with intervals", lambda p: plot_deltas(ledger, p)),
     ):
         if draw(out / name):

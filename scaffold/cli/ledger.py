@@ -7,7 +7,7 @@ import json
 from rich.table import Table
 
 from ..fleet import discover
-from ..ledger import ADOPTION, QUALIFICATION, ledger_path, read
+from ..ledger import ADOPTION, QUALIFICATION, ledger_path, pair_matrix, read
 from ._common import fleet_of, repo_of
 
 HELP = "the ledger of qualifications and adoptions as a technique × package matrix"
@@ -15,39 +15,6 @@ HELP = "the ledger of qualifications and adoptions as a technique × package mat
 
 def register(p) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
-
-
-def matrix(records: list[dict]) -> dict[str, dict[str, dict]]:
-    """technique → package → the latest state of that pair (later records win)."""
-    cells: dict[str, dict[str, dict]] = {}
-    for r in records:
-        row = cells.setdefault(r["technique"], {})
-        if r["kind"] == QUALIFICATION:
-            for name, res in r["results"].items():
-                row[name] = {
-                    "state": "qualified" if r["decision"] == "accept" else "rejected",
-                    "template_version": r["template_version"],
-                    "delta": res["delta"],
-                    "ci": res["ci"],
-                    "delta_test": res["delta_test"],
-                    "date": r["date"],
-                    "machine_seconds": round(r["machine_seconds"] / max(1, len(r["results"])), 1),
-                    "record": r["id"],
-                }
-        else:
-            measured = {}
-            for name, state in r["packages"].items():
-                measured = row.get(name, {})
-                row[name] = {
-                    "state": state,
-                    "template_version": r["to_version"],
-                    "delta": measured.get("delta"),
-                    "ci": measured.get("ci"),
-                    "date": r["date"],
-                    "machine_seconds": round(r["machine_seconds"] / max(1, len(r["packages"])), 1),
-                    "record": r["id"],
-                }
-    return cells
 
 
 def _cell(c: dict | None) -> str:
@@ -62,7 +29,7 @@ def _cell(c: dict | None) -> str:
 def run(args, console) -> int:
     repo = repo_of(args)
     ledger = read(ledger_path(repo.root))
-    cells = matrix(ledger.records)
+    cells = pair_matrix(ledger.records)
     if args.json:
         print(json.dumps({"records": len(ledger.records), "torn_tail": ledger.torn_tail, "matrix": cells}, indent=2))
         return 0

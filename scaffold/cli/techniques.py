@@ -27,7 +27,7 @@ def technique_rows(repo, fleet_file=None) -> list[dict]:
     rows = []
     for technique in catalogue.values():
         last = ledger.last_qualification(technique.id)
-        adoptions = [r for r in ledger.of_kind("adoption") if r["technique"] == technique.id]
+        adoptions = [r for r in ledger.of_kind("adoption") if technique.id in r.get("techniques", [r["technique"]])]
         rows.append(
             {
                 **technique.to_dict(),
