@@ -141,7 +141,20 @@ def with_answers(repo: TemplateRepo, package: Package, answers: dict, commit: st
             if path.is_file() and is_model_owned(rel, patterns):
                 (out / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, out / rel)
+        _keep_source(out, package)
         yield load_package(out)
+
+
+def _keep_source(rendered: Path, package: Package) -> None:
+    """The re-render records the package's own ``_src_path``, not the temporary template copy's: the variant
+    is the package at its template, and its content (what the run cache keys on) is the same every time."""
+    answers = rendered / ".copier-answers.yml"
+    source = package.answers.get("_src_path")
+    if source is None or not answers.is_file():
+        return
+    lines = answers.read_text().splitlines(keepends=True)
+    fixed = [f"_src_path: {source}\n" if line.startswith("_src_path:") else line for line in lines]
+    answers.write_text("".join(fixed))
 
 
 # Peers run side by side with the template (`--peers`); each runner lives in scaffold/peers/.

@@ -129,8 +129,12 @@ def plot_deltas(ledger: Ledger, path: Path) -> bool:
         return False
     plt = _plt()
     records = list(latest.values())
-    fig, axes = plt.subplots(1, len(records), figsize=(3.4 * len(records), 3.6), squeeze=False, sharey=False)
-    for ax, r in zip(axes[0], records):
+    cols = min(3, len(records))
+    rows = -(-len(records) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    for ax in axes.flat[len(records) :]:
+        ax.axis("off")
+    for ax, r in zip(axes.flat, records):
         names = list(r["results"])
         ys = list(range(len(names) + 1))
         deltas = [r["results"][n]["delta"] for n in names] + [r["aggregate"]["delta"]]

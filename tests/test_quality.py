@@ -38,6 +38,8 @@ def test_answer_variant_rerenders_and_keeps_model_owned_files(template_repo):
         assert variant.path != package.path and variant.answers["mlp_block"] == "residual"
         assert 'mlp_block="residual"' in (variant.path / "src" / "ctr_a" / "spec.py").read_text()
         assert (variant.path / "src" / "ctr_a" / "features.yaml").read_text().endswith("# mine\n")
+        # the package's own template source, not the temporary copy: a variant's content is the same each time
+        assert variant.answers["_src_path"] == load_package(package.path).answers["_src_path"]
     assert 'mlp_block="plain"' in (package.path / "src" / "ctr_a" / "spec.py").read_text()
 
 
