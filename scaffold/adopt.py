@@ -65,12 +65,15 @@ def pair_state(technique: Technique, package: Package, template_root: Path) -> s
 def evidence(ledger: Ledger, technique: Technique, version: str, reason: str | None) -> dict | None:
     """The accepted qualification at ``version`` that allows adopting ``technique``; None with a reason."""
     last = ledger.last_qualification(technique.id)
-    if last and last["decision"] == "accept" and last["template_version"] == version:
+    same = bool(last) and last["candidate"] == {"answers": technique.answers, "training": technique.training}
+    if last and last["decision"] == "accept" and last["template_version"] == version and same:
         return last
     if reason:
         return None
     if not last:
         why = "it was never qualified"
+    elif not same:
+        why = f"its last qualification {last['id']} tried {last['candidate']}, not the catalogue's switch"
     elif last["template_version"] != version:
         why = f"its last qualification is at {last['template_version']}, the template is at {version}"
     else:
