@@ -30,7 +30,7 @@ from .errors import InvalidAnswers, SmtError
 from .fleet import Package
 from .ledger import QUALIFICATION, new_record
 from .package_cli import PackageCLI, mean_ne
-from .quality import task_dir, with_answers
+from .quality import relative_ne_change, task_dir, with_answers
 from .techniques import Technique, is_on
 from .template import TemplateRepo
 
@@ -175,7 +175,7 @@ class RunCache:
         if self.root is None:
             return
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".{key}.{os.getpid()}.tmp"
+        tmp = self.root / f".{key}.{os.getpid()}.tmp"  # per process: two qualifications may write one key
         tmp.write_text(json.dumps(asdict(result)))
         os.replace(tmp, self.root / f"{key}.json")
 
@@ -197,10 +197,6 @@ def bootstrap_mean(deltas: list[list[float]], confidence: float, resamples: int,
     means /= len(deltas)
     alpha = (1 - confidence) / 2
     return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
-
-
-def relative(candidate: float, incumbent: float) -> float:
-    return 100.0 * (candidate - incumbent) / incumbent
 
 
 @dataclass
@@ -227,9 +223,9 @@ class PackageOutcome:
 def decide(outcomes: list[PackageOutcome], rule: Rule) -> tuple[dict, str, list[str]]:
     """The aggregate (mean ΔNE, interval, test ΔNE), the decision and its reasons."""
     for o in outcomes:
-        o.deltas = [relative(c, i) for c, i in zip(o.candidate_valid, o.incumbent_valid)]
+        o.deltas = [relative_ne_change(c, i) for c, i in zip(o.candidate_valid, o.incumbent_valid)]
         o.delta = sum(o.deltas) / len(o.deltas)
-        o.delta_test = sum(relative(c, i) for c, i in zip(o.candidate_test, o.incumbent_test)) / len(o.deltas)
+        o.delta_test = sum(relative_ne_change(c, i) for c, i in zip(o.candidate_test, o.incumbent_test)) / len(o.deltas)
         o.ci = bootstrap_mean([o.deltas], rule.confidence, rule.resamples)
     mean = sum(o.delta for o in outcomes) / len(outcomes)
     low, high = bootstrap_mean([o.deltas for o in outcomes], rule.confidence, rule.resamples)

@@ -161,14 +161,8 @@ def _coerce(value, default):
 
 def package_training(package: Package) -> dict:
     """The package's effective training defaults: its own config.py's TrainConfig, then its train.yaml."""
-    source = package.path / "src" / package.name
-    values = training_defaults(source / "config.py")
-    own = source / "train.yaml"
-    if own.is_file():
-        try:
-            values.update(yaml.safe_load(own.read_text()) or {})
-        except yaml.YAMLError:
-            raise SmtError(f"{own} is not valid YAML; fix its syntax") from None
+    values = training_defaults(package.path / "src" / package.name / "config.py")
+    values.update(pinned_training(package))
     return values
 
 
