@@ -5,7 +5,12 @@
 
 1. **Per-model way**: every package evaluates every candidate on its own (`smt qualify T --packages <all>`, the
    same seeds, paired); a package takes a technique when its *own* runs pass the rule's per-package test
-   (mean ΔNE ≤ −min_gain and its interval below zero), and the best such technique if several pass.
+   (mean ΔNE ≤ −min_gain and its interval below zero), and the best such technique if several pass. Then each
+   package searches combinations, as a model owner tuning their own model would: greedy forward selection over
+   the techniques that passed on their own (add the one whose combination has the best valid ΔNE; keep it only
+   if that beats the current choice by ≥ min_gain with the interval below zero; at most ``--max-combination``
+   techniques). Answers are re-rendered at neutral capacity as always, so every combination is at the
+   incumbent's dense FLOPs/example.
 2. **SMT way**: each candidate qualified once on the representative subset (`smt qualify T`), accepted ones
    adopted fleet-wide in one `smt adopt` (skipped with ``--no-adopt``).
 3. The three figures, both ways, on the same fleet and the same runs (an incumbent or candidate trained once
@@ -23,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from scaffold.ledger import ledger_path, read
@@ -38,27 +44,92 @@ def smt_json(*args: str) -> dict:
     return json.loads(proc.stdout)
 
 
+def _cli_value(value) -> str:
+    """A value as ``smt qualify --set KEY=VALUE`` reads it back as the same type (JSON is YAML)."""
+    return json.dumps(value)
+
+
 def cost_seconds(record: dict) -> float:
     """What a qualification's trainings cost, whether they ran now or came from the run cache."""
     return record["machine_seconds"] + record.get("cached_seconds", 0.0)
 
 
+def passing(records: dict[str, dict], package: str, min_gain: float) -> list[tuple[float, str, dict]]:
+    """(valid ΔNE, technique, result) of the techniques that pass ``package``'s own test, best first."""
+    out = []
+    for technique, record in records.items():
+        res = record["results"].get(package)
+        if res and res["delta"] <= -min_gain and res["ci"][1] < 0:
+            out.append((res["delta"], technique, res))
+    return sorted(out)
+
+
+def _choice(techniques: list[str], res: dict | None) -> dict:
+    if not techniques:
+        return {"technique": None, "techniques": [], "delta": 0.0, "delta_test": 0.0}
+    return {"technique": "+".join(techniques), "techniques": techniques, **{k: res[k] for k in ("delta", "delta_test")}}
+
+
 def per_model_choices(records: dict[str, dict], min_gain: float) -> dict[str, dict]:
     """package → the technique its own evidence picks (best valid ΔNE among those passing), or none."""
-    choices: dict[str, dict] = {}
     packages = sorted({p for r in records.values() for p in r["results"]})
+    choices = {}
     for package in packages:
-        passing = []
-        for technique, record in records.items():
-            res = record["results"].get(package)
-            if res and res["delta"] <= -min_gain and res["ci"][1] < 0:
-                passing.append((res["delta"], technique, res))
-        if passing:
-            delta, technique, res = min(passing)
-            choices[package] = {"technique": technique, "delta": delta, "delta_test": res["delta_test"]}
-        else:
-            choices[package] = {"technique": None, "delta": 0.0, "delta_test": 0.0}
+        best = passing(records, package, min_gain)[:1]
+        choices[package] = _choice([best[0][1]], best[0][2]) if best else _choice([], None)
     return choices
+
+
+def merged_switch(records: dict[str, dict], techniques: list[str]) -> dict | None:
+    """The answers and training options of ``techniques`` switched on together, or None when two of them set
+    one key to different values (they cannot both be on)."""
+    merged: dict[str, dict] = {"answers": {}, "training": {}}
+    for technique in techniques:
+        for part, values in records[technique]["candidate"].items():
+            for key, value in values.items():
+                if merged[part].get(key, value) != value:
+                    return None
+                merged[part][key] = value
+    return merged
+
+
+def per_model_search(
+    records: dict[str, dict],
+    min_gain: float,
+    run_combination: Callable[[str, str, dict], dict],
+    max_size: int = 3,
+) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Each package's best combination on its own valid split, by greedy forward selection.
+
+    Starts from the best single technique that passes the package's own test; each round tries adding each
+    other technique that passed on its own (``run_combination(package, name, switch)`` → its qualification
+    record on that package alone, same seeds, so the incumbent runs are shared) and keeps the best addition
+    only if its valid ΔNE beats the current choice's by ≥ ``min_gain`` with its interval below zero.
+    Returns the choices (as :func:`per_model_choices`) and the combination records by ``package:name``.
+    """
+    choices, combinations = per_model_choices(records, min_gain), {}
+    for package, choice in choices.items():
+        pool = [t for _, t, _ in passing(records, package, min_gain) if t not in choice["techniques"]]
+        while choice["techniques"] and pool and len(choice["techniques"]) < max_size:
+            trials = []
+            for technique in pool:
+                together = choice["techniques"] + [technique]
+                switch = merged_switch(records, together)
+                if switch is None:
+                    continue
+                name = "+".join(together)
+                record = run_combination(package, name, switch)
+                combinations[f"{package}:{name}"] = record
+                trials.append((record["results"][package]["delta"], technique, record["results"][package]))
+            if not trials:
+                break
+            delta, technique, res = min(trials)
+            if delta > choice["delta"] - min_gain or res["ci"][1] >= 0:
+                break
+            choice = _choice(choice["techniques"] + [technique], res)
+            pool.remove(technique)
+        choices[package] = choice
+    return choices, combinations
 
 
 def smt_way_deltas(records: dict[str, dict], accepted: list[str], states: dict[str, dict]) -> dict[str, dict]:
@@ -77,16 +148,29 @@ def smt_way_deltas(records: dict[str, dict], accepted: list[str], states: dict[s
     return out
 
 
-def figures(per_model: dict, subset: dict, accepted: list[str], adoption: dict | None, n: int) -> dict:
-    """The three figures of DESIGN §7 from the per-model records, the subset records and the adoption."""
+def figures(
+    per_model: dict,
+    subset: dict,
+    accepted: list[str],
+    adoption: dict | None,
+    n: int,
+    choices: dict[str, dict] | None = None,
+    combinations: dict[str, dict] | None = None,
+) -> dict:
+    """The three figures of DESIGN §7 from the per-model records, the subset records and the adoption.
+
+    ``choices``/``combinations``: the per-model way's combination search (:func:`per_model_search`); without
+    them each package takes its best single technique."""
     states = (adoption or {}).get("per_technique", {})
-    choices = per_model_choices(per_model, subset[next(iter(subset))]["rule"]["min_gain"] if subset else 0.1)
+    combinations = combinations or {}
+    if choices is None:
+        choices = per_model_choices(per_model, subset[next(iter(subset))]["rule"]["min_gain"] if subset else 0.1)
     smt_deltas = smt_way_deltas(per_model, accepted, states)
-    pm_seconds = sum(cost_seconds(r) for r in per_model.values())
+    pm_seconds = sum(cost_seconds(r) for r in [*per_model.values(), *combinations.values()])
     smt_seconds = sum(cost_seconds(r) for r in subset.values()) + ((adoption or {}).get("machine_seconds") or 0.0)
     smt_pairs = sum(s == "adopted" for t in accepted for s in states.get(t, {}).values())
-    pm_pairs = sum(c["technique"] is not None for c in choices.values())
-    k = len(per_model)
+    pm_pairs = sum(len(c["techniques"]) for c in choices.values())
+    k = len(per_model) + len(combinations) / n  # qualifications per model, combinations included
     mean = statistics.mean
     return {
         "fleet_ne": {
@@ -105,7 +189,9 @@ def figures(per_model: dict, subset: dict, accepted: list[str], adoption: dict |
             # or `smt sync NAME --set` for an answer) and one commit
             "per_model_commands_per_model": k + 2 * pm_pairs / n,
             "per_model_hand_edited_lines_per_model": sum(
-                len(per_model[c["technique"]]["candidate"]["training"]) for c in choices.values() if c["technique"]
+                len((merged_switch(per_model, c["techniques"]) or {"training": {}})["training"])
+                for c in choices.values()
+                if c["techniques"]
             )
             / n,
             "per_model_machine_seconds_per_model": pm_seconds / n,
@@ -185,6 +271,22 @@ def markdown(result: dict) -> str:
             f"| {t} | {a['delta']:+.3f}% [{a['ci'][0]:+.3f}, {a['ci'][1]:+.3f}] | {a['delta_test']:+.3f}% | "
             f"{s['decision']} | {', '.join(passing) or '—'} |"
         )
+    combinations = result.get("per_model_combinations") or {}
+    if combinations:
+        lines += [
+            "",
+            "## Per-model way: combinations tried (greedy forward selection on each package's own valid split)",
+            "",
+            "| package | combination | ΔNE valid [95% CI] | test |",
+            "| --- | --- | --- | --- |",
+        ]
+        for key, record in combinations.items():
+            package, name = key.split(":", 1)
+            r = record["results"][package]
+            lines.append(
+                f"| {package} | {name} | {r['delta']:+.3f}% [{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}] | "
+                f"{r['delta_test']:+.3f}% |"
+            )
     lines += [
         "",
         "## The three figures (DESIGN §7)",
@@ -217,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--k", type=int)
     parser.add_argument("--no-adopt", action="store_true", help="qualify only; leave the template as it is")
+    parser.add_argument(
+        "--max-combination", type=int, default=3, help="most techniques a package combines (per-model way)"
+    )
     parser.add_argument("--out", required=True, help="path prefix: OUT.json, OUT.md, OUT_report/")
     args = parser.parse_args(argv)
     techniques = args.techniques.split(",")
@@ -230,10 +335,18 @@ def main(argv: list[str] | None = None) -> int:
         t: smt_json("qualify", t, "--packages", ",".join(packages), "--ledger", str(scratch), *common)
         for t in techniques
     }
+
+    def run_combination(package: str, name: str, switch: dict) -> dict:
+        settings = [f"{k}={_cli_value(v)}" for part in switch.values() for k, v in part.items()]
+        sets = [arg for setting in settings for arg in ("--set", setting)]
+        return smt_json("qualify", name, *sets, "--packages", package, "--ledger", str(scratch), *common)
+
+    min_gain = next(iter(per_model.values()))["rule"]["min_gain"]
+    choices, combinations = per_model_search(per_model, min_gain, run_combination, args.max_combination)
     subset_records = {t: smt_json("qualify", t, *(["--k", str(args.k)] if args.k else []), *common) for t in techniques}
     accepted = [t for t, r in subset_records.items() if r["decision"] == "accept"]
     adoption = smt_json("adopt", *accepted) if accepted and not args.no_adopt else None
-    f = figures(per_model, subset_records, accepted, adoption, len(packages))
+    f = figures(per_model, subset_records, accepted, adoption, len(packages), choices, combinations)
     first = next(iter(subset_records.values()))
     result = {
         "command": "python -m benchmarks.cycle " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -245,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         "rule_text": first["rule_text"],
         "subset_records": subset_records,
         "per_model_records": per_model,
+        "per_model_combinations": combinations,
         "accepted": accepted,
         "adoption": adoption,
         "figures": f,

@@ -289,3 +289,47 @@ def test_cycle_figures_charge_each_way_its_runs_and_count_pairs():
     assert f["fleet_ne"]["smt_valid"] == pytest.approx((-1.0 - 0.5 + 0) / 3)
     assert f["fleet_ne"]["per_model_valid"] == pytest.approx((-2.0 - 0.5 + 0) / 3)
     assert f["iteration_cost"]["smt_hand_edited_lines_per_model"] == 0
+
+
+def test_per_model_search_combines_what_passes_alone_and_stops_when_nothing_more_helps():
+    from benchmarks.cycle import figures, merged_switch, per_model_search
+
+    per_model = {
+        "t1": _qual({"a": (-1.0, 0.2, 0), "b": (-0.5, 0.2, 0)}, 3600),
+        "t2": _qual({"a": (-0.8, 0.2, 0), "b": (0.4, 0.1, 0)}, 3600),
+        "t3": _qual({"a": (-0.6, 0.2, 0), "b": (-0.3, 0.1, 0)}, 3600),
+    }
+    per_model["t2"]["candidate"] = {"answers": {"interaction": "dot"}, "training": {}}
+    per_model["t3"]["candidate"] = {"answers": {}, "training": {"lr": 0.002}}  # conflicts with t1's lr
+    assert merged_switch(per_model, ["t1", "t3"]) is None
+    assert merged_switch(per_model, ["t1", "t2"]) == {"answers": {"interaction": "dot"}, "training": {"lr": 0.001}}
+    measured = {("a", "t1+t2"): -1.6, ("b", "t1+t2"): -0.45}
+    calls = []
+
+    def run_combination(package, name, switch):
+        calls.append((package, name))
+        d = measured[(package, name)]
+        return {"results": {package: {"delta": d, "ci": [d - 0.2, d + 0.2], "delta_test": d}}, "machine_seconds": 60}
+
+    choices, combinations = per_model_search(per_model, 0.1, run_combination)
+    # a: t1 best alone, t2 adds (−1.6 beats −1.0), t3 cannot join t1 (same key); b: t2 fails alone, never tried
+    assert calls == [("a", "t1+t2")]
+    assert choices["a"]["techniques"] == ["t1", "t2"] and choices["a"]["delta"] == -1.6
+    assert choices["b"]["techniques"] == ["t1"] and choices["b"]["delta"] == -0.5
+    f = figures(per_model, {}, [], None, 2, choices, combinations)
+    assert f["throughput"]["per_model_pairs"] == 3
+    assert f["throughput"]["per_model_machine_hours"] == pytest.approx(3 + 60 / 3600)
+    assert f["iteration_cost"]["per_model_hand_edited_lines_per_model"] == pytest.approx(1.0)  # lr, per package
+
+
+def test_per_model_search_keeps_the_single_technique_when_the_combination_is_not_better_enough():
+    from benchmarks.cycle import per_model_search
+
+    per_model = {"t1": _qual({"a": (-1.0, 0.2, 0)}, 1), "t2": _qual({"a": (-0.8, 0.2, 0)}, 1)}
+    per_model["t2"]["candidate"] = {"answers": {"mlp_block": "residual"}, "training": {}}
+
+    def run_combination(package, name, switch):  # −1.05 is better, but by less than min_gain
+        return {"results": {package: {"delta": -1.05, "ci": [-1.3, -0.8], "delta_test": 0.0}}, "machine_seconds": 1}
+
+    choices, combinations = per_model_search(per_model, 0.1, run_combination)
+    assert choices["a"]["techniques"] == ["t1"] and list(combinations) == ["a:t1+t2"]
