@@ -183,3 +183,26 @@ def test_quality_report_compares_the_template_with_the_best_deep_peer_and_lightg
     assert "| task_a | default | 0.5100 ± 0.0100 | 0.5610 | 1.000 | 3 |" in text
     assert "| task_a | DeepCTR-Torch DCN | wins (-7.27%) | loses (+0.99%, within seed noise) |" in text
     assert "beat the best deep peer on 1 of 1 tasks, LightGBM on 0." in text
+    assert "per-model baseline" not in text  # no baseline rows, no baseline table
+
+
+def test_quality_report_compares_the_template_with_the_tuned_per_model_baseline(tmp_path):
+    from benchmarks.quality_report import main
+
+    def run(package, variant, seed, ne_train):
+        metrics = {"ne": ne_train, "ne_train": ne_train, "calibration": 1.0}
+        return {"package": package, "variant": variant, "seed": seed, "test": {"label": metrics}}
+
+    groups = [
+        [run("task_a", "default", s, 0.50) for s in range(2)],
+        [run("task_a", "baseline DNN [512] lr=0.002", s, 0.52) for s in range(2)],
+        [run("task_b", "default", s, 0.80 + s / 100) for s in range(2)],
+        [run("task_b", "baseline DNN [256, 128] lr=0.001", s, 0.80) for s in range(2)],
+    ]
+    results = tmp_path / "q.json"
+    results.write_text(json.dumps(groups))
+    main([str(results)])
+    text = results.with_suffix(".md").read_text()
+    assert "| task_a | [512] lr=0.002 | wins (-3.85%) |" in text
+    assert "| task_b | [256, 128] lr=0.001 | loses (+0.63%, within seed noise) |" in text
+    assert "tuned per-model baseline: **-1.61%** (mean over 2 tasks" in text
