@@ -126,7 +126,9 @@ def markdown(table: dict[str, dict[str, dict]], command: str) -> str:
         wins[1] += lgbm.startswith("wins")
         wins[2] += 1
         lines.append(f"| {task} | {best} | {deep} | {lgbm} |")
-    lines += ["", f"Template defaults beat the best deep peer on {wins[0]} of {wins[2]} tasks, LightGBM on {wins[1]}."]
+    lightgbm = any("peer LightGBM" in rows for rows in table.values())
+    tail = f", LightGBM on {wins[1]}." if lightgbm else " (LightGBM was not run)."
+    lines += ["", f"Template defaults beat the best deep peer on {wins[0]} of {wins[2]} tasks{tail}"]
     return "\n".join(lines).lstrip("\n") + "\n"
 
 
