@@ -5,7 +5,8 @@ One call does what a person would otherwise do by hand, in this order:
    reason is given, and recorded); the template has no unreleased change; the fleet is clean and current;
 2. per package, decide its pair state *before* the defaults move: ``already on``; ``opted out`` when the
    package pinned another value (an answer that differs from the old default, or the option in its own
-   ``train.yaml``); else it follows the defaults and is ``adopted``;
+   ``train.yaml``); ``not applicable`` when it follows the defaults but the template cannot size the new
+   answers to its own dense FLOPs/example (it keeps the old value, pinned); else it is ``adopted``;
 3. rewrite the defaults (``copier.yml`` answers, ``TrainConfig`` options), write the CHANGELOG entry with the
    evidence, commit, tag the release;
 4. sync the fleet: followers of a changed answer get it (with their current dense FLOPs/example as the
@@ -31,13 +32,14 @@ from .errors import SmtError
 from .fleet import Package, discover, git_roots
 from .ledger import ADOPTION, Ledger, append, ledger_path, new_record, read
 from .package_cli import PackageCLI
-from .quality import at_version
+from .quality import at_version, with_answers
 from .sync import REACHED, sync_fleet
 from .techniques import Technique, is_default, is_on, pinned_training
 from .template import TemplateRepo
 from .versions import CHANGELOG, release
 
 ADOPTED, OPTED_OUT, ALREADY_ON, NOT_SYNCED = "adopted", "opted out", "already on", "not synced"
+NOT_APPLICABLE = "not applicable"
 
 
 def next_version(repo: TemplateRepo) -> str:
@@ -97,6 +99,9 @@ def changelog_text(version: str, entries: list[tuple[Technique, dict | None, str
         else:
             lines.append(f"- `{technique.id}` ({switch}) without an accepted qualification: {reason}")
     lines.append("Packages that pinned another value keep it (recorded as opted out).")
+    lines.append(
+        "Packages whose dense FLOPs/example cannot hold a new answer keep the old value (recorded as not applicable)."
+    )
     return "\n".join(lines) + "\n\n"
 
 
@@ -187,15 +192,7 @@ def adopt(
         release(repo, version)
         _faults.point("adopt:released")
         on_status(f"released {version} with {ids} as defaults")
-    # answers to carry to the followers: the adopted value, and their current FLOPs as the budget
-    overrides_of: dict[str, dict] = {}
-    for t in techniques:
-        for p in packages:
-            if states[t.id][p.name] == ADOPTED and t.answers:
-                extra = overrides_of.setdefault(p.name, {})
-                extra.update(t.answers)
-                if not p.questions.get("flops_budget") and "flops_budget" not in extra:
-                    extra["flops_budget"] = int(round(PackageCLI(p.path).capacity().dense_flops_per_example))
+    overrides_of = sync_overrides(techniques, packages, states)
     groups: dict[str, list[str]] = {}
     for p in packages:
         groups.setdefault(repr(sorted(overrides_of.get(p.name, {}).items())), []).append(p.name)
@@ -233,7 +230,46 @@ def _states(repo, techniques, packages, defaults_ref: str, package_ref: str | No
     packages as they are (or as committed at ``package_ref``)."""
     with repo.snapshot(repo.resolve(defaults_ref)) as template, contextlib.ExitStack() as stack:
         before = [stack.enter_context(at_version(p, package_ref)) if package_ref else p for p in packages]
-        return {t.id: {b.name: pair_state(t, b, template) for b in before} for t in techniques}
+        states = {t.id: {b.name: pair_state(t, b, template) for b in before} for t in techniques}
+        for t in techniques:
+            for b in before:
+                if states[t.id][b.name] == ADOPTED and t.answers and not_applicable(repo, t, b, defaults_ref):
+                    states[t.id][b.name] = NOT_APPLICABLE
+        return states
+
+
+def not_applicable(repo: TemplateRepo, technique: Technique, package: Package, ref: str) -> str | None:
+    """Why ``package`` cannot take ``technique``'s answers at its own dense FLOPs/example (the template's one
+    line: the sizing is impossible or leaves layers too narrow to learn), or None when it can."""
+    budget = package.questions.get("flops_budget") or _dense_flops(package)
+    try:
+        with with_answers(repo, package, {**technique.answers, "flops_budget": budget}, repo.resolve(ref)) as cand:
+            PackageCLI(cand.path).capacity()
+    except SmtError as exc:
+        return str(exc)
+    return None
+
+
+def _dense_flops(package: Package) -> int:
+    return int(round(PackageCLI(package.path).capacity().dense_flops_per_example))
+
+
+def sync_overrides(techniques: list[Technique], packages: list[Package], states: dict) -> dict[str, dict]:
+    """package → the answers its sync carries: an adopted answer with the package's current FLOPs as the
+    budget (neutral capacity), or, where the answer is not applicable, the package's own old value (pinned)."""
+    overrides_of: dict[str, dict] = {}
+    for t in techniques:
+        for p in packages:
+            if not t.answers or states[t.id][p.name] not in (ADOPTED, NOT_APPLICABLE):
+                continue
+            extra = overrides_of.setdefault(p.name, {})
+            if states[t.id][p.name] == NOT_APPLICABLE:
+                extra.update({key: p.questions.get(key) for key in t.answers})
+                continue
+            extra.update(t.answers)
+            if not p.questions.get("flops_budget") and "flops_budget" not in extra:
+                extra["flops_budget"] = _dense_flops(p)
+    return overrides_of
 
 
 def _previous_release(repo: TemplateRepo, version: str) -> str:
@@ -246,7 +282,7 @@ def _previous_release(repo: TemplateRepo, version: str) -> str:
 
 def _merged_states(states: dict[str, dict[str, str]]) -> dict[str, str]:
     """One state per package over the adopted techniques: the least favourable (not synced > opted out > …)."""
-    order = [ADOPTED, ALREADY_ON, OPTED_OUT, NOT_SYNCED]
+    order = [ADOPTED, ALREADY_ON, OPTED_OUT, NOT_APPLICABLE, NOT_SYNCED]
     merged: dict[str, str] = {}
     for per_package in states.values():
         for name, state in per_package.items():

@@ -42,7 +42,7 @@ REQUIRED = {
     ADOPTION: ("id", "date", "technique", "qualification", "from_version", "to_version", "packages", "machine_seconds"),
 }
 DECISIONS = ("accept", "reject")
-PAIR_STATES = ("adopted", "opted out", "already on", "not synced")
+PAIR_STATES = ("adopted", "opted out", "already on", "not applicable", "not synced")
 
 
 @dataclass

@@ -302,7 +302,11 @@ def qualify(
             except InvalidAnswers as exc:
                 skipped[package.name] = f"not applicable: {exc}"
                 continue
-            candidate_flops = PackageCLI(candidate.path).capacity().dense_flops_per_example
+            try:  # sizing to the incumbent's FLOPs may be impossible: the template says why in one line
+                candidate_flops = PackageCLI(candidate.path).capacity().dense_flops_per_example
+            except SmtError as exc:
+                skipped[package.name] = f"not applicable at neutral capacity: {exc}"
+                continue
             flops[package.name] = (incumbent_flops, candidate_flops)
             overrides = tuple(f"{k}={_value(v)}" for k, v in technique.training.items())
             arms[package.name] = (package, candidate)

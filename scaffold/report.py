@@ -23,6 +23,7 @@ STATE_COLOURS = {
     "already on": "#1565c0",
     "qualified": "#81c784",
     "opted out": "#9e9e9e",
+    "not applicable": "#bdbdbd",
     "rejected": "#e57373",
     "not synced": "#ff9800",
 }

@@ -333,3 +333,50 @@ def test_per_model_search_keeps_the_single_technique_when_the_combination_is_not
 
     choices, combinations = per_model_search(per_model, 0.1, run_combination)
     assert choices["a"]["techniques"] == ["t1"] and list(combinations) == ["a:t1+t2"]
+
+
+def test_a_candidate_that_cannot_be_sized_to_the_incumbents_flops_is_not_applicable(template_repo, capsys):
+    """A cross network far wider than a plain DNN's FLOPs: the template refuses the sizing in one line, and
+    qualify records the package as not applicable instead of failing or training a degenerate model."""
+    from scaffold import new_package
+
+    from .helpers import commit_all
+
+    repo = TemplateRepo.find(template_repo)
+    new_package(repo, "ctr_b", {"interaction": "concat", "over_arch": [16]})
+    commit_all(template_repo, "fleet")
+    data = template_repo.parent / "data" / "ctr_b"
+    data.mkdir(parents=True)
+    (data / "train.parquet").write_bytes(b"")  # never read: nothing trains
+    args = ["--repo", str(template_repo), "qualify", "huge_cross", "--set", "interaction=dcn_v2"]
+    args += ["--set", "dcn_rank=4096", "--set", "dcn_layers=16", "--packages", "ctr_b"]
+    assert main([*args, "--data", str(data.parent)]) == 2  # an SmtError: nothing to qualify
+    err = capsys.readouterr().err
+    assert "no package of ['ctr_b'] can qualify huge_cross" in err
+    assert "not applicable at neutral capacity" in err and "flops_budget 5,408 is too small" in err
+
+
+def test_adoption_keeps_the_old_answer_where_the_new_one_does_not_fit_the_packages_flops(template_repo):
+    """A follower of the default cross network that cannot hold rank 4096 × 16 layers at its own FLOPs is
+    ``not applicable``: its sync pins its old answers; a follower that can is re-rendered at its FLOPs."""
+    from scaffold import new_package
+    from scaffold.adopt import ADOPTED, NOT_APPLICABLE, _states, not_applicable, sync_overrides
+    from scaffold.defaults import config_path, training_defaults
+    from scaffold.fleet import load_package
+    from scaffold.techniques import ad_hoc
+    from scaffold.template import questions
+
+    from .helpers import commit_all
+
+    repo = TemplateRepo.find(template_repo)
+    follower = load_package(new_package(repo, "ctr_a").path)
+    commit_all(template_repo, "fleet")
+    defaults = questions(repo.root), training_defaults(config_path(repo.root))
+    huge = ad_hoc("huge_cross", {"dcn_rank": 4096, "dcn_layers": 16}, *defaults)
+    small = ad_hoc("small_cross", {"dcn_rank": 8}, *defaults)
+    assert "too small for any model" in not_applicable(repo, huge, follower, "v1")
+    states = _states(repo, [huge, small], [follower], "v1")
+    assert states == {"huge_cross": {"ctr_a": NOT_APPLICABLE}, "small_cross": {"ctr_a": ADOPTED}}
+    assert sync_overrides([huge], [follower], states) == {"ctr_a": {"dcn_rank": 32, "dcn_layers": 2}}
+    carried = sync_overrides([small], [follower], states)["ctr_a"]
+    assert carried["dcn_rank"] == 8 and carried["flops_budget"] > 0
