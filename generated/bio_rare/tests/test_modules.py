@@ -204,6 +204,22 @@ def test_flops_budget_sizes_the_model_within_two_percent():
         fit_to_budget(dataclasses.replace(SPEC, flops_budget=10), sizes)
 
 
+def test_a_budget_that_would_leave_layers_too_narrow_to_learn_is_refused():
+    from bio_rare.budget import MIN_WIDTH, dense_flops, fit_to_budget, narrowest_layer
+    from bio_rare.errors import ConfigError
+
+    sizes = FeatureSizes((10, 20, 30), (7,), 3)
+    spec = dataclasses.replace(SPEC, dense_arch=(64,), over_arch=(256, 128), tower_arch=())
+    narrow = dataclasses.replace(spec, width_multiplier=2 / 128)  # 256, 128 → 4, 2: the layers bio_rare got
+    assert narrowest_layer(narrow, sizes) == 1  # dense_arch 64 → 1
+    with pytest.raises(ConfigError, match=f"leaves an MLP layer 1 wide.*at least {MIN_WIDTH} units"):
+        fit_to_budget(dataclasses.replace(spec, flops_budget=int(dense_flops(narrow, sizes))), sizes)
+    fine = dataclasses.replace(spec, width_multiplier=0.25)  # 128 → 32
+    fitted = fit_to_budget(dataclasses.replace(spec, flops_budget=int(dense_flops(fine, sizes))), sizes)
+    assert narrowest_layer(fitted, sizes) >= MIN_WIDTH
+    assert narrowest_layer(dataclasses.replace(spec, over_arch=(4,), dense_arch=(4,)), sizes) is None  # declared
+
+
 def test_wide_probes_count_the_same_flops_on_the_meta_device():
     from bio_rare.budget import _count
 

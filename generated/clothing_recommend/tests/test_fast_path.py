@@ -122,6 +122,21 @@ def test_cached_and_uncached_training_agree(tmp_path, tiny_schema, tiny_files):
     assert cached["valid"] == uncached["valid"]
 
 
+def test_predict_keeps_batches_on_the_device_and_matches_one_forward_pass(trained, tiny_schema, tiny_files):
+    from clothing_recommend.checkpoint import load_trained
+    from clothing_recommend.data import read_table
+    from clothing_recommend.predict import predict
+
+    model, _, pre = load_trained(trained[0], tiny_schema)
+    valid = pre.transform(read_table(tiny_files[1], tiny_schema))
+    model.eval()
+    with torch.no_grad():
+        whole = torch.sigmoid(model(valid.sparse, valid.dense, valid.multi_hot).float()).numpy()  # (N, E)
+    batched = predict(model, valid, batch_size=97)  # 97 does not divide N: a short last batch
+    assert batched.shape == whole.shape == (len(valid), len(SPEC.events))
+    assert abs(batched - whole).max() < 1e-6
+
+
 def test_large_batch_scaling_rules():
     def rule(name: str) -> BatchScaling:
         return batch_scaling(config_from_dict({"batch_size": 2048, "lr_scaling": name, "warmup_steps": 100}))
