@@ -13,8 +13,11 @@ One call does what a person would otherwise do by hand, in this order:
    budget, so adoption stays at neutral serving capacity); everyone gets the new template;
 5. record every (technique, package) pair in the ledger and commit the fleet and the ledger together.
 
-A run killed after the release is finished by running the same command again (the technique is then the
-default at the current version with no adoption record: steps 4–5 run).
+A run killed after the release is finished by running the same command again (the latest release is then
+this adoption's commit with no adoption record: steps 4–5 run). Pairs recorded ``not synced`` (a package whose
+sync was refused, e.g. its tests failed) are finished the same way once the cause is fixed: the rerun syncs
+just those packages to the latest release with the adopted answers at their own FLOPs and appends a record
+that ``completes`` the first one.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from . import _faults, _git
 from .defaults import answer_default, config_path, set_answer_default, set_training_default, training_defaults
 from .errors import SmtError
 from .fleet import Package, discover, git_roots
-from .ledger import ADOPTION, Ledger, append, ledger_path, new_record, read
+from .ledger import ADOPTION, Ledger, append, ledger_path, new_record, pair_matrix, read
 from .package_cli import PackageCLI
 from .quality import at_version, with_answers
 from .sync import REACHED, sync_fleet
@@ -165,10 +168,12 @@ def adopt(
         release(repo, pending)
         on_status(f"released {pending} (a killed adoption had committed it)")
         current = pending
-    resumed = all(is_default(t, repo.root) for t in techniques) and not any(
+    resumed = _released_by_adopt(repo, ids, current) and not any(
         r["to_version"] == current and {t.id for t in techniques} <= set(r["techniques"])
         for r in ledger.of_kind(ADOPTION)
     )
+    if not resumed and all(is_default(t, repo.root) for t in techniques) and _unfinished(ledger, techniques):
+        return _finish(repo, techniques, packages, ledger, current, jobs, fleet_file, on_status, started)
     if resumed:  # a killed adopt: the release exists, the fleet and the ledger are not done
         on_status(f"resuming the adoption released as {current}")
         version = current
@@ -192,21 +197,7 @@ def adopt(
         release(repo, version)
         _faults.point("adopt:released")
         on_status(f"released {version} with {ids} as defaults")
-    overrides_of = sync_overrides(techniques, packages, states)
-    groups: dict[str, list[str]] = {}
-    for p in packages:
-        groups.setdefault(repr(sorted(overrides_of.get(p.name, {}).items())), []).append(p.name)
-    reached = set()
-    for names in groups.values():
-        overrides = overrides_of.get(names[0], {})
-        on_status(f"sync {', '.join(names)} to {version}" + (f" with {overrides}" if overrides else ""))
-        results = sync_fleet(repo, names, ref=version, jobs=jobs, overrides=overrides, fleet_file=fleet_file)
-        reached |= {r.name for r in results if r.result in REACHED}
-        _faults.point("adopt:synced-group")
-    for t in techniques:
-        for name in states[t.id]:
-            if name not in reached:
-                states[t.id][name] = NOT_SYNCED
+    _sync_groups(repo, techniques, packages, states, version, jobs, fleet_file, on_status)
     record = new_record(
         ADOPTION,
         technique=techniques[0].id if len(techniques) == 1 else "+".join(t.id for t in techniques),
@@ -225,15 +216,98 @@ def adopt(
     return record
 
 
-def _states(repo, techniques, packages, defaults_ref: str, package_ref: str | None = None) -> dict:
+def _sync_groups(repo, techniques, packages, states, version: str, jobs, fleet_file, on_status) -> None:
+    """Sync ``packages`` to ``version``, one ``smt sync`` per distinct set of answer overrides; a package that
+    did not reach ``version`` turns every one of its pairs in ``states`` to ``not synced`` (in place)."""
+    overrides_of = sync_overrides(techniques, packages, states)
+    groups: dict[str, list[str]] = {}
+    for p in packages:
+        groups.setdefault(repr(sorted(overrides_of.get(p.name, {}).items())), []).append(p.name)
+    reached = set()
+    for names in groups.values():
+        overrides = overrides_of.get(names[0], {})
+        on_status(f"sync {', '.join(names)} to {version}" + (f" with {overrides}" if overrides else ""))
+        results = sync_fleet(repo, names, ref=version, jobs=jobs, overrides=overrides, fleet_file=fleet_file)
+        reached |= {r.name for r in results if r.result in REACHED}
+        _faults.point("adopt:synced-group")
+    for t in techniques:
+        for name in states[t.id]:
+            if name not in reached:
+                states[t.id][name] = NOT_SYNCED
+
+
+def _released_by_adopt(repo: TemplateRepo, ids: str, version: str) -> bool:
+    """Whether release ``version`` tags the commit of ``smt adopt IDS`` (a killed adoption's own release)."""
+    subject = _git.run(repo.root, "log", "-1", "--format=%s", f"{version}^{{commit}}").strip()
+    return subject == _adopt_message(ids, version)
+
+
+def _unfinished(ledger: Ledger, techniques: list[Technique]) -> dict[str, list[str]]:
+    """technique → the packages whose latest recorded pair state is ``not synced`` (only the non-empty)."""
+    matrix = pair_matrix(ledger.records)
+    todo = {t.id: sorted(n for n, c in matrix.get(t.id, {}).items() if c["state"] == NOT_SYNCED) for t in techniques}
+    return {t: names for t, names in todo.items() if names}
+
+
+def _finish(repo, techniques, packages, ledger, current: str, jobs, fleet_file, on_status, started) -> dict:
+    """Carry adopted techniques to the packages whose adoption sync was refused, at the latest release.
+
+    Each such package is judged as at adoption time (against the defaults of the release before the
+    adoption): one that still follows the old defaults is ``adopted`` (or ``not applicable``), one that pinned
+    its own value meanwhile is ``opted out``. The new record ``completes`` the last adoption of the techniques.
+    """
+    todo = _unfinished(ledger, techniques)
+    names = set().union(*todo.values())
+    chosen = [p for p in packages if p.name in names]
+    if not chosen:
+        raise SmtError(
+            f"the not-synced packages of {', '.join(todo)} ({', '.join(sorted(names))}) are no longer in the "
+            "fleet; nothing to finish"
+        )
+    ids = {t.id for t in techniques}
+    last = [r for r in ledger.of_kind(ADOPTION) if ids & set(r.get("techniques", [r["technique"]]))][-1]
+    on_status(f"finishing {len(chosen)} not-synced package(s) of adoption {last['id']} at {current}")
+    states = _states(repo, techniques, chosen, last["from_version"], sizing_ref=current)
+    states = {t: {n: s for n, s in per.items() if n in todo.get(t, ())} for t, per in states.items()}
+    _sync_groups(repo, techniques, chosen, states, current, jobs, fleet_file, on_status)
+    states = {t: per for t, per in states.items() if per}
+    record = new_record(
+        ADOPTION,
+        technique="+".join(states),
+        techniques=list(states),
+        qualification=last["qualification"],
+        from_version=last["from_version"],
+        to_version=current,
+        packages=_merged_states(states),
+        per_technique=states,
+        override_reason=last.get("override_reason"),
+        resumed=False,
+        completes=last["id"],
+        machine_seconds=round(time.perf_counter() - started, 1),
+    )
+    append(ledger_path(repo.root), record)
+    _commit_fleet(
+        repo,
+        chosen,
+        fleet_file,
+        f"sync {', '.join(p.name for p in chosen)} to {current} " f"(finish adopting {record['technique']}); ledger",
+    )
+    return record
+
+
+def _states(
+    repo, techniques, packages, defaults_ref: str, package_ref: str | None = None, sizing_ref: str | None = None
+) -> dict:
     """technique → package → pair state, judged against the template defaults at ``defaults_ref`` and the
-    packages as they are (or as committed at ``package_ref``)."""
+    packages as they are (or as committed at ``package_ref``); the new answers are sized at ``sizing_ref``
+    (default: ``defaults_ref``)."""
     with repo.snapshot(repo.resolve(defaults_ref)) as template, contextlib.ExitStack() as stack:
         before = [stack.enter_context(at_version(p, package_ref)) if package_ref else p for p in packages]
         states = {t.id: {b.name: pair_state(t, b, template) for b in before} for t in techniques}
         for t in techniques:
             for b in before:
-                if states[t.id][b.name] == ADOPTED and t.answers and not_applicable(repo, t, b, defaults_ref):
+                sized_at = sizing_ref or defaults_ref
+                if states[t.id][b.name] == ADOPTED and t.answers and not_applicable(repo, t, b, sized_at):
                     states[t.id][b.name] = NOT_APPLICABLE
         return states
 

@@ -208,3 +208,53 @@ def test_an_adoption_killed_at_any_step_is_finished_by_running_it_again(tmp_path
         assert (root / "generated" / name / "src" / name / "features.yaml").read_bytes() == features[name]
     assert git(root, "tag", "--list").split().count(target) == 1
     assert main(["--repo", str(root), "check"]) == 0
+
+
+@pytest.mark.slow
+def test_a_package_whose_adoption_sync_was_refused_is_finished_by_running_adopt_again(tmp_path, capsys):
+    """ctr_b's own tests fail during the adoption: its sync is refused and recorded ``not synced``. Its owner
+    fixes them while the template moves on to another release, which a plain ``smt sync`` brings with ctr_b's
+    old answer (it now looks opted out). ``smt adopt`` run again carries the technique to ctr_b at the latest
+    release, at its own FLOPs, and appends a record that completes the first; ctr_a is not touched."""
+    root = tmp_path / "smt"
+    make_fleet(root, GOOD, "template v1.0.0")
+    b = root / "generated" / "ctr_b"
+    gate = b / "tests" / "test_local_gate.py"
+    gate.write_text("def test_gate():\n    assert False, 'a local test that fails'\n")
+    commit_all(root, "ctr_b: a failing local test")
+    adopt_args = ["adopt", "residual_blocks", "--override-reason", "finish test", "--json"]
+    assert smt(root, *adopt_args, capsys=capsys)[0] == 1
+    first = read(root / "ledger.jsonl").records[-1]
+    assert first["packages"] == {"ctr_a": "adopted", "ctr_b": "not synced"} and first["to_version"] == "v1.1.0"
+
+    def answers(name):
+        return yaml.safe_load((root / "generated" / name / ".copier-answers.yml").read_text())
+
+    assert (answers("ctr_b")["_commit"], answers("ctr_b")["mlp_block"]) == ("v1.0.0", "plain")
+    gate.unlink()
+    changelog = root / "template_repo" / "CHANGELOG.md"
+    changelog.write_text(changelog.read_text() + "\n## v1.2.0\n- EPS is 1e-6.\n")
+    metrics = root / "template_repo" / "src" / "{{ name }}" / "metrics.py"
+    metrics.write_text(metrics.read_text().replace("EPS = 1e-7", "EPS = 1e-6"))
+    commit_all(root, "ctr_b: the gate is fixed; template: EPS")
+    assert smt(root, "release", "v1.2.0", capsys=capsys)[0] == 0
+    assert smt(root, "sync", capsys=capsys)[0] == 0
+    commit_all(root, "fleet at v1.2.0")
+    assert (answers("ctr_b")["_commit"], answers("ctr_b")["mlp_block"]) == ("v1.2.0", "plain")
+    a_before = answers("ctr_a")
+
+    code, out = smt(root, *adopt_args, capsys=capsys)
+    done = json.loads(out)
+    assert code == 0 and done["completes"] == first["id"] and done["packages"] == {"ctr_b": "adopted"}
+    assert (done["from_version"], done["to_version"]) == ("v1.0.0", "v1.2.0")
+    b_after = answers("ctr_b")
+    assert (b_after["_commit"], b_after["mlp_block"]) == ("v1.2.0", "residual") and b_after["flops_budget"] > 0
+    assert answers("ctr_a") == a_before
+    assert git(root, "status", "--porcelain") == "" and "v1.3.0" not in git(root, "tag", "--list")
+    assert (
+        json.loads(smt(root, "ledger", "--json", capsys=capsys)[1])["matrix"]["residual_blocks"]["ctr_b"]["state"]
+        == "adopted"
+    )
+    assert smt(root, "adopt", "residual_blocks")[0] == 2  # nothing left to finish
+    assert "already a template default" in capsys.readouterr().err
+    assert smt(root, "check", capsys=capsys)[0] == 0

@@ -6,6 +6,7 @@ import json
 import multiprocessing
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -353,7 +354,7 @@ def test_a_candidate_that_cannot_be_sized_to_the_incumbents_flops_is_not_applica
     assert main([*args, "--data", str(data.parent)]) == 2  # an SmtError: nothing to qualify
     err = capsys.readouterr().err
     assert "no package of ['ctr_b'] can qualify huge_cross" in err
-    assert "not applicable at neutral capacity" in err and "flops_budget 5,408 is too small" in err
+    assert "not applicable at neutral capacity" in err and re.search(r"flops_budget [\d,]+ is too small", err)
 
 
 def test_adoption_keeps_the_old_answer_where_the_new_one_does_not_fit_the_packages_flops(template_repo):

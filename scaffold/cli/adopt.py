@@ -11,7 +11,10 @@ from ..errors import SmtError
 from ..techniques import load_catalogue
 from ._common import fleet_of, repo_of
 
-HELP = "make qualified techniques template defaults: CHANGELOG, release, sync of the fleet, ledger (one command)"
+HELP = (
+    "make qualified techniques template defaults: CHANGELOG, release, sync of the fleet, ledger (one command); "
+    "run again to finish a killed adoption or its not-synced packages"
+)
 
 
 def register(p) -> None:
@@ -36,7 +39,10 @@ def run(args, console) -> int:
     if args.json:
         print(json.dumps(record, indent=2))
         return 0 if "not synced" not in record["packages"].values() else 1
-    table = Table(title=f"adopt {record['technique']}: {record['from_version']} → {record['to_version']}")
+    title = f"adopt {record['technique']}: {record['from_version']} → {record['to_version']}"
+    if record.get("completes"):
+        title += f" (finishes the not-synced pairs of {record['completes']})"
+    table = Table(title=title)
     table.add_column("package")
     for t in record["techniques"]:
         table.add_column(t)
