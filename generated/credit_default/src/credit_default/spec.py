@@ -49,8 +49,8 @@ SPEC = ModelSpec(
     tower_arch=(),
     mlp_block="plain",
     width_multiplier=1.0,
-    flops_budget=0,
+    flops_budget=159488,
     qr_collisions=0,
     qr_min_rows=0,
-    numeric_embedding="none",
+    numeric_embedding="periodic",
 )
