@@ -178,8 +178,9 @@ def run_peer(peer: str, package: Package, data: Path, seed: int) -> Run:
     return Run(package.name, f"peer {result['peer']}", seed, test, result["train_seconds"], 0, None)
 
 
-# The per-model baseline of issue #4: a plain DNN (concat, plain MLP, one tower) at the template's FLOPs,
-# with its learning rate and MLP shape tuned on this task's valid split alone.
+# The per-model baseline of issue #4: a plain DNN (concat, plain MLP, one tower, dense features as one raw
+# vector) at the template's FLOPs, with its learning rate and MLP shape tuned on this task's valid split alone.
+# It names every answer a template technique switches, so an adopted default never leaks into the baseline.
 BASELINE_SHAPES = ([256, 128], [512], [128, 128, 128])
 BASELINE_LRS = (1e-3, 2e-3, 5e-3)
 
@@ -203,6 +204,7 @@ def baseline_answers(shape: list[int], flops: int) -> dict:
         "interaction": "concat",
         "towers": "single",
         "mlp_block": "plain",
+        "numeric_embedding": "none",
         "over_arch": shape,
         "flops_budget": flops,
     }

@@ -255,6 +255,8 @@ def test_a_package_whose_adoption_sync_was_refused_is_finished_by_running_adopt_
         json.loads(smt(root, "ledger", "--json", capsys=capsys)[1])["matrix"]["residual_blocks"]["ctr_b"]["state"]
         == "adopted"
     )
+    rows = {r["id"]: r for r in json.loads(smt(root, "techniques", "--json", capsys=capsys)[1])}
+    assert rows["residual_blocks"]["adopted_in"] == "v1.1.0"  # the completing record is not a new adoption
     assert smt(root, "adopt", "residual_blocks")[0] == 2  # nothing left to finish
     assert "already a template default" in capsys.readouterr().err
     assert smt(root, "check", capsys=capsys)[0] == 0

@@ -27,7 +27,11 @@ def technique_rows(repo, fleet_file=None) -> list[dict]:
     rows = []
     for technique in catalogue.values():
         last = ledger.last_qualification(technique.id)
-        adoptions = [r for r in ledger.of_kind("adoption") if technique.id in r.get("techniques", [r["technique"]])]
+        adoptions = [  # a record that completes another (its not-synced packages) is not a new adoption
+            r
+            for r in ledger.of_kind("adoption")
+            if technique.id in r.get("techniques", [r["technique"]]) and not r.get("completes")
+        ]
         rows.append(
             {
                 **technique.to_dict(),
