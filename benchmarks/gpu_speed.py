@@ -2,9 +2,16 @@
 
 The package is rendered beforehand (``smt``'s renderer is not needed on the GPU machine):
     .venv/bin/python -m benchmarks.gpu_speed --render build/gpu        # here
-    python3 -m benchmarks.gpu_speed --package build/gpu/speed_dcn_v2 --out DIR   # on the GPU machine
+    python3 -m benchmarks.gpu_speed --package build/gpu/speed_dcn_v2 --out DIR [--peer DCN]   # on the GPU machine
 Setup of issue #5: Criteo-shaped data, cardinalities capped at 1M, embedding 16, DCNv2 rank 64 × 2, MLP
-512-256; one epoch per batch size; samples/s, validation NE, peak GPU memory, and a roofline estimate.
+512-256. Every batch size trains with the template's default recipe (only ``batch_size``, ``epochs`` and
+``device=cuda`` are set: ``lr_scaling=auto`` scales from ``reference_batch_size``), and every recipe of
+``--recipes`` at the larger ones. The first batch size
+trains twice, with a cold then a warm encoded-data cache (its own, under DIR); the others run warm. Each run
+reports where the process's wall time went (the template's phases), the train-loop and whole-process
+throughput (samples / process wall seconds, what a user sees) and validation NE. ``--profile-batches``
+times the train step alone on GPU-resident batches, eager and with ``compile=true``, and prints the top ops.
+Writes ``DIR/gpu_speed.json`` and ``DIR/gpu_speed.md``.
 """
 
 from __future__ import annotations
@@ -18,6 +25,9 @@ import time
 from pathlib import Path
 
 SETUP = {"cap": 1_000_000, "embedding_dim": 16, "mlp": (512, 256), "dcn_rank": 64, "dcn_layers": 2}
+PHASES = ("startup", "imports", "read", "fit", "encode", "cache_write", "cache_load", "stage", "build", "steps")
+PHASES += ("evaluate", "checkpoint", "other")
+DEVICE = os.environ.get("GPU_SPEED_DEVICE", "cuda")  # cpu: a smoke test of this script on a machine without one
 
 
 def render(out: Path) -> None:
@@ -28,103 +38,174 @@ def render(out: Path) -> None:
     print(render_package(TemplateRepo.find(Path.cwd()), out.resolve(), "dcn_v2", setup))
 
 
-def measure(package: Path, out: Path, rows: int, batches: list[int], extra: list[str]) -> None:
-    import torch
+def train_run(package: Path, data: Path, run: Path, batch: int, epochs: int, cache: Path, extra: list[str]) -> dict:
+    """One ``train`` process at ``batch``: its summary, phases (with interpreter startup) and throughputs."""
+    from scaffold.package_cli import PackageCLI
 
-    from scaffold.speed import SpeedSetup, make_dataset
-
-    data = out.parent / "gpu-data" if not os.environ.get("DATA") else Path(os.environ["DATA"])
-    start = time.perf_counter()
-    make_dataset(data, SpeedSetup(rows=rows, **SETUP))
-    print(f"data: {rows:,} rows in {time.perf_counter() - start:.1f} s", flush=True)
-    env = {**os.environ, "PYTHONPATH": str(package / "src")}
-    results = []
-    for batch in batches:
-        run = out / f"run-{batch}"
-        args = [sys.executable, "-m", package.name, "--features", str(data / "features.yaml"), "train"]
-        args += ["--train", str(data / "train.parquet"), "--valid", str(data / "valid.parquet"), "--out", str(run)]
-        args += ["--quiet", "epochs=1", f"batch_size={batch}", "device=cuda", "lr_scaling=sqrt", "warmup_steps=10"]
-        started = time.perf_counter()
-        proc = subprocess.run([*args, *extra], env=env, capture_output=True, text=True)
-        wall = time.perf_counter() - started
-        if proc.returncode != 0:
-            print(f"batch {batch}: failed\n{proc.stderr[-3000:]}", flush=True)
-            continue
-        summary = json.loads(proc.stdout)
-        log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-        steps = [r for r in log if "loss" in r and r["epoch"] == 0]
-        steady = None
-        if len(steps) >= 3:  # steady state: first to last logged step of epoch 0 (no warm-up, eval or save)
-            first, last = steps[0], steps[-1]
-            steady = (last["step"] - first["step"]) * batch / max(last["seconds"] - first["seconds"], 1e-9)
-        record = {
-            "batch_size": batch,
-            "samples_per_second_epoch": summary["samples_per_second"],
-            "samples_per_second_steady": steady,
-            "train_seconds": summary["train_seconds"],
-            "wall_seconds": round(wall, 1),
-            "valid_ne": summary["valid"]["label"]["ne"],
-            "extra": extra,
-        }
-        print(json.dumps(record), flush=True)
-        results.append(record)
-    a, b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16), torch.randn(
-        8192, 8192, device="cuda", dtype=torch.bfloat16
-    )
-    a @ b
-    torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(10):
-        a @ b
-    torch.cuda.synchronize()
-    peak = 2 * 8192**3 * 10 / (time.perf_counter() - t) / 1e12
-    payload = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "bf16_matmul_tflops": peak}
-    payload.update(setup=SETUP, rows=rows, results=results)
-    (out / "gpu_speed.json").write_text(json.dumps(payload, indent=2))
-    print(json.dumps(payload), flush=True)
+    env = {**os.environ, "PYTHONPATH": str(package / "src"), "SMT_DATA_CACHE": str(cache)}
+    args = [sys.executable, "-m", package.name, "--features", str(data / "features.yaml")]
+    args += PackageCLI.train_args(data / "train.parquet", data / "valid.parquet", run)
+    args += [f"epochs={epochs}", f"batch_size={batch}", f"device={DEVICE}", *extra]
+    started = time.perf_counter()
+    proc = subprocess.run(args, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"batch {batch}: train failed\n{proc.stderr[-3000:]}")
+    summary = PackageCLI.parse_train(proc.stdout)
+    samples = summary.samples_per_second * summary.train_seconds
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in log if "loss" in r and r["epoch"] == 0]
+    steady = None
+    if len(steps) >= 3:  # first to last logged step of epoch 0: no warm-up, evaluation or checkpoint inside
+        first, last = steps[0], steps[-1]
+        steady = (last["step"] - first["step"]) * batch / max(last["seconds"] - first["seconds"], 1e-9)
+    label = summary.valid["label"]
+    phases = {**summary.phases, "startup": max(0.0, wall - (summary.process_seconds or 0.0))}
+    return {
+        "batch_size": batch,
+        "epochs": epochs,
+        "steps": summary.steps,
+        "samples": round(samples),
+        "loop_samples_per_second": summary.samples_per_second,
+        "steady_samples_per_second": steady,
+        "process_samples_per_second": round(samples / wall, 1),
+        "train_seconds": summary.train_seconds,
+        "wall_seconds": round(wall, 2),
+        "phases": {k: round(v, 3) for k, v in phases.items()},
+        "valid_ne": label.ne,
+        "valid_ne_train": label.ne_train,
+        "valid_auc": label.auc,
+        "valid_calibration": label.calibration,
+        "extra": extra,
+    }
 
 
-def profile(package: Path, batch: int, steps: int = 20) -> None:
-    """Top CUDA/CPU ops of ``steps`` training steps of the package at ``batch`` (data from $DATA)."""
+def step_rate(package: Path, data: Path, batch: int, compiled: bool, steps: int = 20, show_ops: bool = False) -> dict:
+    """The train step alone at ``batch`` on GPU-resident batches (after warm-up): ms/step and samples/s."""
     import importlib
 
     import torch
-    from torch.profiler import ProfilerActivity
-    from torch.profiler import profile as torch_profile
 
     sys.path.insert(0, str(package / "src"))
-    name = package.name
     mod = {
-        m: importlib.import_module(f"{name}.{m}")
+        m: importlib.import_module(f"{package.name}.{m}")
         for m in ("cache", "schema", "config", "model", "builder", "spec", "train")
     }
-    data_dir = Path(os.environ["DATA"])
-    schema = mod["schema"].load_schema(data_dir / "features.yaml")
-    pre, data = mod["cache"].encode_file(data_dir / "train.parquet", schema)
+    schema = mod["schema"].load_schema(data / "features.yaml")
+    pre, encoded = mod["cache"].encode_file(data / "train.parquet", schema)
     sparse, multi = pre.cardinalities()
     sizes = mod["model"].FeatureSizes(tuple(sparse), tuple(multi), schema.dense_width)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    config = mod["config"].config_from_dict({"batch_size": batch, "device": device})
-    run = mod["train"]._Run(config, {}, Path("/tmp/profile-run"), mod["builder"].build_model(mod["spec"].SPEC, sizes))
-    gpu = mod["train"].stage_on_device(data, run.device)
-    batches = [gpu.rows(torch.randint(0, len(gpu), (batch,), device=run.device)) for _ in range(steps + 5)]
-    for b in batches[:5]:
-        run._step(b, 1000)
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    config = mod["config"].config_from_dict({"batch_size": batch, "device": DEVICE, "compile": compiled})
+    model = mod["builder"].build_model(mod["spec"].SPEC, sizes)
+    run = mod["train"]._Run(config, {}, Path(f"/tmp/step-{batch}-{compiled}"), model)
+    gpu = mod["train"].stage_on_device(encoded, run.device)
+    warmup = 10 if compiled else 5
+    batches = [gpu.rows(torch.randint(0, len(gpu), (batch,), device=run.device)) for _ in range(steps + warmup)]
+    sync = torch.cuda.synchronize if run.device.type == "cuda" else (lambda: None)
+    for b in batches[:warmup]:
+        run._step(b, 1000, batch)
     sync()
     start = time.perf_counter()
-    for b in batches[5:]:
-        run._step(b, 1000)
+    for b in batches[warmup:]:
+        run._step(b, 1000, batch)
     sync()
     per_step = (time.perf_counter() - start) / steps
-    print(f"profile batch {batch}: {per_step * 1e3:.2f} ms/step = {batch / per_step:,.0f} samples/s (data on GPU)")
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
-    with torch_profile(activities=activities) as prof:
-        for b in batches[5:15]:
-            run._step(b, 1000)
-        sync()
-    sort = "cuda_time_total" if device == "cuda" else "cpu_time_total"
-    print(prof.key_averages().table(sort_by=sort, row_limit=18))
+    result = {"batch_size": batch, "compile": compiled, "ms_per_step": round(per_step * 1e3, 3)}
+    result["samples_per_second"] = round(batch / per_step)
+    result["peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 2) if torch.cuda.is_available() else 0
+    print(json.dumps(result), flush=True)
+    if show_ops:
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if run.device.type == "cuda" else [])
+        with profile(activities=activities) as prof:
+            for b in batches[warmup : warmup + 10]:
+                run._step(b, 1000, batch)
+            sync()
+        sort = "cuda_time_total" if run.device.type == "cuda" else "cpu_time_total"
+        print(prof.key_averages().table(sort_by=sort, row_limit=18), flush=True)
+    return result
+
+
+def peer_run(data: Path, model: str, batch: int) -> dict:
+    """DeepCTR-Torch ``model`` one epoch on cuda with its own ``fit`` (``scaffold.peers.deepctr`` speed mode)."""
+    setup = {"batch_size": batch, "embedding_dim": SETUP["embedding_dim"], "mlp": list(SETUP["mlp"])}
+    setup["dcn_layers"] = SETUP["dcn_layers"]
+    args = [sys.executable, "-m", "scaffold.peers.deepctr", "--data", str(data), "--model", model]
+    args += ["--setup", json.dumps(setup), "--device", "cuda:0" if DEVICE == "cuda" else "cpu"]
+    started = time.perf_counter()
+    proc = subprocess.run(args, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        return {"peer": f"DeepCTR-Torch {model}", "error": proc.stderr.strip().splitlines()[-1:]}
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {"peer": f"DeepCTR-Torch {model}", "batch_size": batch, "wall_seconds": round(wall, 2), **result}
+
+
+def bf16_matmul_tflops() -> float:
+    import torch
+
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    a @ b
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(10):
+        a @ b
+    torch.cuda.synchronize()
+    return 2 * 8192**3 * 10 / (time.perf_counter() - start) / 1e12
+
+
+def report(payload: dict) -> str:
+    """Markdown: runs (throughputs, NE against the first batch size), phases, step rates, peers."""
+    runs = payload["runs"]
+    first = [r for r in runs if r["batch_size"] == runs[0]["batch_size"]]
+    base = first[-1]["valid_ne"]  # the first batch size, warm cache
+    lines = [
+        f"Machine: {payload['device']}, torch {payload['torch']}, bf16 matmul {payload['bf16_matmul_tflops']:.0f} "
+        f"TFLOP/s. Data: {payload['rows']:,} train rows (Criteo-shaped, cap {SETUP['cap']:,}), "
+        f"{payload['rows'] // 10:,} valid rows; generated in {payload['data_seconds']:.0f} s.",
+        "",
+        "| batch | recipe | cache | epochs | steps | loop samples/s | steady samples/s | whole process samples/s | "
+        "wall s | valid NE | Δ NE vs first | AUC | calibration |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        steady = f"{r['steady_samples_per_second']:,.0f}" if r["steady_samples_per_second"] else "–"
+        lines.append(
+            f"| {r['batch_size']:,} | {r.get('recipe', 'default')} | {r['cache']} | {r['epochs']} | {r['steps']} | "
+            f"{r['loop_samples_per_second']:,.0f} | {steady} | {r['process_samples_per_second']:,.0f} | "
+            f"{r['wall_seconds']:.1f} | {r['valid_ne']:.4f} | {100 * (r['valid_ne'] / base - 1):+.2f}% | "
+            f"{r['valid_auc']:.4f} | {r['valid_calibration']:.3f} |"
+        )
+    names = [n for n in PHASES if any(n in r["phases"] for r in runs)]
+    names += sorted({n for r in runs for n in r["phases"]} - set(names))
+    lines += ["", "Where each process's wall seconds went (startup = interpreter start to the CLI module):", ""]
+    lines += ["| batch | cache | " + " | ".join(names) + " | total |", "|---:|---|" + "---:|" * (len(names) + 1)]
+    for r in runs:
+        if r.get("recipe", "default") != "default":
+            continue
+        cells = " | ".join(f"{r['phases'][n]:.2f}" if n in r["phases"] else "–" for n in names)
+        lines.append(f"| {r['batch_size']:,} | {r['cache']} | {cells} | {sum(r['phases'].values()):.2f} |")
+    if payload.get("steps"):
+        lines += ["", "Train step alone (GPU-resident batches, after warm-up):", ""]
+        lines += ["| package | batch | compile | ms/step | samples/s | peak GPU GB |", "|---|---:|---|---:|---:|---:|"]
+        for s in payload["steps"]:
+            lines.append(
+                f"| {s.get('package', '')} | {s['batch_size']:,} | {s['compile']} | {s['ms_per_step']:.2f} | "
+                f"{s['samples_per_second']:,} | {s['peak_gpu_gb']} |"
+            )
+    for peer in payload.get("peers", []):
+        if "error" in peer:
+            lines += ["", f"{peer['peer']}: failed ({' '.join(peer['error'])})"]
+        else:
+            lines += [
+                "",
+                f"{peer['peer']} (batch {peer['batch_size']:,}, one epoch, own `fit` on cuda): "
+                f"{peer['samples_per_second']:,.0f} samples/s in `fit`, "
+                f"{payload['rows'] / peer['wall_seconds']:,.0f} whole process, valid NE {peer['valid_ne']:.4f}.",
+            ]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -133,19 +214,80 @@ def main() -> None:
     parser.add_argument("--package")
     parser.add_argument("--out", default="build/gpu-out")
     parser.add_argument("--rows", type=int, default=4_000_000)
-    parser.add_argument("--batches", default="4096,16384,65536")
-    parser.add_argument("--extra", default="", help="more key=value training options")
-    parser.add_argument("--profile", type=int, default=0, help="profile the train step at this batch size")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batches", default="4096,16384,65536,131072")
+    parser.add_argument("--extra", default="", help="more key=value training options for every run")
+    parser.add_argument(
+        "--recipes",
+        default="",
+        help="large-batch recipes to compare at the batches after the first: 'name=k=v k=v;name2=…' "
+        "(the first batch always trains with the defaults)",
+    )
+    parser.add_argument("--profile-batches", default="", help="time the train step alone at these batch sizes")
+    parser.add_argument(
+        "--recipe-batches", default="", help="the batches the recipes run at (default: all but the first)"
+    )
+    parser.add_argument("--compile-step", action="store_true", help="also time the step with compile=true")
+    parser.add_argument("--step-packages", default="", help="more rendered packages whose eager step to time")
+    parser.add_argument("--peer", default="", help="also a DeepCTR-Torch model (DCN) on cuda, at the 2nd batch")
+    parser.add_argument("--step-only", type=int, default=0, help=argparse.SUPPRESS)  # a subprocess of --profile
+    parser.add_argument("--compiled", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.render:
         render(Path(args.render))
         return
-    if args.profile:
-        profile(Path(args.package), args.profile)
-        return
+    import torch
+
+    from scaffold.speed import SpeedSetup, make_dataset
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    measure(Path(args.package), out, args.rows, [int(b) for b in args.batches.split(",")], args.extra.split())
+    data = Path(os.environ.get("DATA") or out / "data")
+    package = Path(args.package)
+    if args.step_only:
+        step_rate(package, data, args.step_only, args.compiled, show_ops=not args.compiled)
+        return
+    started = time.perf_counter()
+    make_dataset(data, SpeedSetup(rows=args.rows, **SETUP))
+    gpu = torch.cuda.is_available()
+    payload = {"device": torch.cuda.get_device_name(0) if gpu else "cpu", "torch": torch.__version__, "setup": SETUP}
+    payload.update(rows=args.rows, data_seconds=round(time.perf_counter() - started, 1), runs=[], steps=[])
+    payload["bf16_matmul_tflops"] = bf16_matmul_tflops() if gpu else 0.0
+    print(f"data: {args.rows:,} rows in {payload['data_seconds']} s", flush=True)
+    batches, extra = [int(b) for b in args.batches.split(",")], args.extra.split()
+    recipes = {"default": []}
+    for item in filter(None, args.recipes.split(";")):
+        name, _, options = item.partition("=")
+        recipes[name.strip()] = options.split()
+    plan = [(batches[0], "cold", "default"), (batches[0], "warm", "default")]
+    recipe_batches = [int(b) for b in args.recipe_batches.split(",") if b] or batches[1:]
+    plan += [(b, "warm", "default") for b in batches[1:]]
+    plan += [(b, "warm", name) for name in list(recipes)[1:] for b in recipe_batches]
+    for i, (batch, cache, recipe) in enumerate(plan):
+        run = out / f"run-{i}-{batch}"
+        record = train_run(package, data, run, batch, args.epochs, out / "cache", extra + recipes[recipe])
+        record.update(cache=cache, recipe=recipe)
+        print(json.dumps(record), flush=True)
+        payload["runs"].append(record)
+    variants = [(package, False)] + ([(package, True)] if args.compile_step else [])
+    variants += [(Path(p), False) for p in args.step_packages.split(",") if p]
+    for batch in [int(b) for b in args.profile_batches.split(",") if b]:
+        for step_package, compiled in variants:
+            cmd = [sys.executable, "-m", "benchmarks.gpu_speed", "--package", str(step_package), "--out", str(out)]
+            cmd += ["--step-only", str(batch)] + (["--compiled"] if compiled else [])
+            proc = subprocess.run(cmd, env={**os.environ, "DATA": str(data), "SMT_DATA_CACHE": str(out / "cache")},
+                                  capture_output=True, text=True)  # fmt: skip
+            print(proc.stdout[-6000:], proc.stderr[-1500:] if proc.returncode else "", flush=True)
+            lines = [line for line in proc.stdout.splitlines() if line.startswith('{"batch_size"')]
+            if lines:
+                payload["steps"].append({"package": str(step_package), **json.loads(lines[0])})
+    if args.peer:
+        payload["peers"] = [peer_run(data, args.peer, batches[min(1, len(batches) - 1)])]
+        print(json.dumps(payload["peers"]), flush=True)
+    (out / "gpu_speed.json").write_text(json.dumps(payload, indent=2) + "\n")
+    text = report(payload)
+    (out / "gpu_speed.md").write_text(text)
+    print(text, flush=True)
 
 
 if __name__ == "__main__":

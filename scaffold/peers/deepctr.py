@@ -3,8 +3,9 @@
 Speed mode (`smt bench speed`): ``python -m scaffold.peers.deepctr --data DIR --model DCN|DeepFM|WDL
 [--setup JSON]`` reads ``train/valid.parquet`` and ``features.yaml``, encodes them the way DeepCTR's examples
 do (label-encoded sparse ids; dense values standardized on train, missing → the mean), trains one
-epoch with ``model.fit`` at the setup's batch size, embedding size and MLP sizes, and prints one JSON line:
-samples/s, train seconds, validation NE and model latency at batch 1, 64 and 4096.
+epoch with ``model.fit`` at the setup's batch size, embedding size and MLP sizes (on ``--device``, DeepCTR's own
+``device`` argument), and prints one JSON line: samples/s, train seconds, validation NE and model latency at
+batch 1, 64 and 4096.
 
 Quality mode (`smt bench quality --peers`): add ``--features FEATURES --seed S``. The library's best
 ordinary usage: embedding size 16 (the template's), the model's own hidden units, Adam at lr 1e-3, batch
@@ -33,7 +34,7 @@ PEER_VERSION = "0.3.0"
 QUALITY = {"embedding_dim": 16, "batch_size": 1024, "epochs": 10}  # Adam's lr is DeepCTR's default, 1e-3
 
 
-def build(model_name: str, schema: dict, vocab_sizes: dict, setup: dict, seed: int):
+def build(model_name: str, schema: dict, vocab_sizes: dict, setup: dict, seed: int, device: str = "cpu"):
     from deepctr_torch.inputs import DenseFeat, SparseFeat
     from deepctr_torch.models import DCN, WDL, DeepFM
 
@@ -41,26 +42,30 @@ def build(model_name: str, schema: dict, vocab_sizes: dict, setup: dict, seed: i
     columns += [DenseFeat(f["name"], 1) for f in schema.get("dense", [])]
     hidden = tuple(setup["mlp"])
     if model_name == "DCN":
-        return DCN(columns, columns, cross_num=setup["dcn_layers"], dnn_hidden_units=hidden, seed=seed)
+        return DCN(columns, columns, cross_num=setup["dcn_layers"], dnn_hidden_units=hidden, seed=seed, device=device)
     if model_name == "DeepFM":
-        return DeepFM(columns, columns, dnn_hidden_units=hidden, seed=seed)
+        return DeepFM(columns, columns, dnn_hidden_units=hidden, seed=seed, device=device)
     if model_name == "WDL":
-        return WDL(columns, columns, dnn_hidden_units=hidden, seed=seed)
+        return WDL(columns, columns, dnn_hidden_units=hidden, seed=seed, device=device)
     raise SystemExit(f"unknown DeepCTR model {model_name!r}; use DCN, DeepFM or WDL")
 
 
 def latency_ms(model, x: dict, batches=(1, 64, 4096), repeats: int = 20) -> dict:
     inputs = torch.from_numpy(np.stack([x[name] for name in model.feature_index], axis=1).astype(np.float32))
+    inputs = inputs.to(model.device)
     model.eval()
     result = {}
     with torch.no_grad():
         for b in batches:
             batch = inputs[:b]
+            sync = torch.cuda.synchronize if batch.is_cuda else (lambda: None)
             model(batch)
+            sync()
             times = []
             for _ in range(repeats):
                 start = time.perf_counter()
                 model(batch)
+                sync()
                 times.append((time.perf_counter() - start) * 1e3)
             result[str(b)] = round(statistics.median(times), 4)
     return result
@@ -116,6 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--setup", default="{}", help="JSON: batch_size, embedding_dim, mlp, dcn_layers")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=1024)
+    parser.add_argument("--device", default="cpu", help="speed mode: where DeepCTR trains (cpu, cuda:0)")
     parser.add_argument("--features", help="quality mode: the package's features.yaml; test metrics per event")
     args = parser.parse_args(argv)
     if args.features:
@@ -129,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     label = schema["labels"][0]
     y_train, y_valid, vocab_sizes = task.train.labels[label], task.valid.labels[label], task.vocab_sizes
     torch.manual_seed(args.seed)
-    model = build(args.model, schema, vocab_sizes, setup, args.seed)
+    model = build(args.model, schema, vocab_sizes, setup, args.seed, args.device)
     model.compile("adam", "binary_crossentropy")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -142,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
         "train_seconds": round(seconds, 3),
         "valid_ne": normalized_entropy(y_valid, probs),
         "latency_ms": latency_ms(model, x_valid),
-        "notes": f"deepctr-torch {PEER_VERSION}, own fit (Adam lr 1e-3), epochs={args.epochs}",
+        "notes": f"deepctr-torch {PEER_VERSION}, own fit (Adam lr 1e-3), epochs={args.epochs}, {args.device}",
     }
     print(json.dumps(result))
 
