@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from flights_multi.cache import encode_file, entry_dir
-from flights_multi.checkpoint import BackgroundWriter
+from flights_multi.checkpoint import BEST, BackgroundWriter, load_trained
 from flights_multi.config import config_from_dict
 from flights_multi.errors import CheckpointError, ConfigError
 from flights_multi.large_batch import BatchScaling, batch_scaling
@@ -214,6 +214,26 @@ def test_a_failed_background_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="cannot write checkpoint"):
         writer.wait()
     writer.wait()  # reported once
+
+
+def test_checkpoints_hold_the_preprocessing_as_one_json_string_and_older_ones_still_load(tmp_path, trained, tiny_schema):
+    run, _ = trained
+    payload = torch.load(run / BEST, weights_only=True)
+    assert isinstance(payload["meta"]["preprocessor"], str)  # one string: pickled in no time, however large
+    schema = tiny_schema
+    model, meta, pre = load_trained(run, schema)
+    assert meta["preprocessor"] == json.loads(payload["meta"]["preprocessor"]) == pre.state
+    older = tmp_path / "older"
+    older.mkdir()
+    payload["meta"]["preprocessor"] = pre.state  # how a checkpoint of template < v0.6.2 holds it
+    torch.save(payload, older / BEST)
+    old_model, old_meta, old_pre = load_trained(older, schema)
+    assert old_pre.state == pre.state
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), old_model.state_dict().values()))
+    payload["meta"]["preprocessor"] = "{not json"
+    torch.save(payload, older / BEST)
+    with pytest.raises(CheckpointError, match="corrupt preprocessing state; retrain"):
+        load_trained(older, schema)
 
 
 def test_train_reports_where_the_process_time_went(tmp_path, tiny_schema, tiny_files):

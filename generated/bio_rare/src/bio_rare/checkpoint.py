@@ -4,11 +4,16 @@ A training directory holds ``last.pt`` (full state for exact resume), ``best.pt`
 validation NE), ``log.jsonl`` and ``metrics.json``. Both ``.pt`` files carry ``meta``: package name, model
 spec, feature schema and its fingerprint, fitted preprocessing, table sizes and the training config.
 Writes are atomic (temp file + rename), so a killed run never leaves a half-written checkpoint.
+
+The fitted preprocessing (vocabularies: millions of strings on large tables) is kept in ``meta`` as one JSON
+string, made once per run: pickling it as lists took seconds per checkpoint. ``load`` returns it decoded,
+and checkpoints that hold it as a dict (template before v0.6.2) load the same.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -29,7 +34,7 @@ def make_meta(spec: ModelSpec, schema: FeatureSchema, preprocessor_state: dict, 
         "spec": spec.to_dict(),
         "schema": schema.to_dict(),
         "schema_fingerprint": schema.fingerprint(),
-        "preprocessor": preprocessor_state,
+        "preprocessor": json.dumps(preprocessor_state),  # decoded by ``load``
         "sizes": sizes,
         "config": config,
     }
@@ -98,6 +103,12 @@ def load(path: Path) -> dict:
         raise CheckpointError(f"checkpoint {path} is corrupt or not a checkpoint ({type(exc).__name__})") from None
     if not isinstance(payload, dict) or "meta" not in payload or "model" not in payload:
         raise CheckpointError(f"checkpoint {path} is not a checkpoint of this template")
+    meta = payload["meta"]
+    if isinstance(meta, dict) and isinstance(meta.get("preprocessor"), str):
+        try:
+            meta["preprocessor"] = json.loads(meta["preprocessor"])
+        except ValueError:
+            raise CheckpointError(f"checkpoint {path} has corrupt preprocessing state; retrain") from None
     return payload
 
 
