@@ -52,3 +52,30 @@ def test_bench_speed_trains_a_package_and_writes_table_and_json(tmp_path, templa
 def test_bench_speed_rejects_an_unknown_interaction(template_repo):
     proc = run_tool("smt", "bench", "speed", "--interactions", "mlp", "--peers", "", cwd=template_repo)
     assert proc.returncode != 0 and "unknown interaction" in proc.stderr
+
+
+def test_gpu_speed_report_compares_every_run_with_the_first_batch_warm():
+    from benchmarks.gpu_speed import report
+
+    def run(batch, cache, recipe, ne, phases):
+        return {
+            "batch_size": batch, "recipe": recipe, "cache": cache, "epochs": 2, "steps": 10,
+            "loop_samples_per_second": 1e6, "steady_samples_per_second": None, "process_samples_per_second": 2e5,
+            "wall_seconds": sum(phases.values()), "valid_ne": ne, "valid_auc": 0.8, "valid_calibration": 1.0,
+            "phases": phases,
+        }  # fmt: skip
+
+    payload = {"device": "GPU", "torch": "2", "bf16_matmul_tflops": 1.0, "rows": 1000, "data_seconds": 1.0}
+    payload["runs"] = [
+        run(4096, "cold", "default", 0.80, {"imports": 1.0, "encode": 5.0, "steps": 2.0}),
+        run(4096, "warm", "default", 0.70, {"imports": 1.0, "cache_load": 0.5, "steps": 2.0}),
+        run(65536, "warm", "lr5e-4", 0.707, {"imports": 1.0, "cache_load": 0.5, "steps": 1.0}),
+    ]
+    payload["steps"] = [{"package": "p", "batch_size": 65536, "compile": False, "ms_per_step": 10.0,
+                         "samples_per_second": 6553600, "peak_gpu_gb": 3.8}]  # fmt: skip
+    text = report(payload)
+    rows = [line for line in text.splitlines() if line.startswith("| 65,536 | lr5e-4")]
+    assert len(rows) == 1 and "| +1.00% |" in rows[0]  # against the warm 4,096 run, not the cold one
+    assert "| 4,096 | cold | 1.00 | 5.00 | – | 2.00 | 8.00 |" in text  # phases: default recipe only, in order
+    assert "| 65,536 | warm |" not in text.split("Train step alone")[0].split("wall seconds went")[1]
+    assert "| p | 65,536 | False | 10.00 | 6,553,600 | 3.8 |" in text
