@@ -142,6 +142,12 @@ def peer_run(data: Path, model: str, batch: int) -> dict:
     return {"peer": f"DeepCTR-Torch {model}", "batch_size": batch, "wall_seconds": round(wall, 2), **result}
 
 
+def _has_rows(path: Path, rows: int) -> bool:
+    import pyarrow.parquet as pq
+
+    return path.is_file() and pq.ParquetFile(path).metadata.num_rows == rows
+
+
 def bf16_matmul_tflops() -> float:
     import torch
 
@@ -227,6 +233,8 @@ def main() -> None:
     parser.add_argument(
         "--recipe-batches", default="", help="the batches the recipes run at (default: all but the first)"
     )
+    parser.add_argument("--cache", help="the encoded-data cache folder (default: OUT/cache)")
+    parser.add_argument("--once", action="store_true", help="train the first batch size once (no warm repeat)")
     parser.add_argument("--compile-step", action="store_true", help="also time the step with compile=true")
     parser.add_argument("--step-packages", default="", help="more rendered packages whose eager step to time")
     parser.add_argument("--peer", default="", help="also a DeepCTR-Torch model (DCN) on cuda, at the 2nd batch")
@@ -248,7 +256,8 @@ def main() -> None:
         step_rate(package, data, args.step_only, args.compiled, show_ops=not args.compiled)
         return
     started = time.perf_counter()
-    make_dataset(data, SpeedSetup(rows=args.rows, **SETUP))
+    if not _has_rows(data / "train.parquet", args.rows):  # a rewrite would change the files: a cache miss
+        make_dataset(data, SpeedSetup(rows=args.rows, **SETUP))
     gpu = torch.cuda.is_available()
     payload = {"device": torch.cuda.get_device_name(0) if gpu else "cpu", "torch": torch.__version__, "setup": SETUP}
     payload.update(rows=args.rows, data_seconds=round(time.perf_counter() - started, 1), runs=[], steps=[])
@@ -259,14 +268,17 @@ def main() -> None:
     for item in filter(None, args.recipes.split(";")):
         name, _, options = item.partition("=")
         recipes[name.strip()] = options.split()
-    plan = [(batches[0], "cold", "default"), (batches[0], "warm", "default")]
+    cache = Path(args.cache) if args.cache else out / "cache"
+    warm_before = cache.is_dir() and any(cache.iterdir())
+    plan = [(batches[0], "warm" if warm_before else "cold", "default")]
+    plan += [] if args.once else [(batches[0], "warm", "default")]
     recipe_batches = [int(b) for b in args.recipe_batches.split(",") if b] or batches[1:]
     plan += [(b, "warm", "default") for b in batches[1:]]
     plan += [(b, "warm", name) for name in list(recipes)[1:] for b in recipe_batches]
-    for i, (batch, cache, recipe) in enumerate(plan):
+    for i, (batch, state, recipe) in enumerate(plan):
         run = out / f"run-{i}-{batch}"
-        record = train_run(package, data, run, batch, args.epochs, out / "cache", extra + recipes[recipe])
-        record.update(cache=cache, recipe=recipe)
+        record = train_run(package, data, run, batch, args.epochs, cache, extra + recipes[recipe])
+        record.update(cache=state, recipe=recipe)
         print(json.dumps(record), flush=True)
         payload["runs"].append(record)
     variants = [(package, False)] + ([(package, True)] if args.compile_step else [])
@@ -275,7 +287,7 @@ def main() -> None:
         for step_package, compiled in variants:
             cmd = [sys.executable, "-m", "benchmarks.gpu_speed", "--package", str(step_package), "--out", str(out)]
             cmd += ["--step-only", str(batch)] + (["--compiled"] if compiled else [])
-            proc = subprocess.run(cmd, env={**os.environ, "DATA": str(data), "SMT_DATA_CACHE": str(out / "cache")},
+            proc = subprocess.run(cmd, env={**os.environ, "DATA": str(data), "SMT_DATA_CACHE": str(cache)},
                                   capture_output=True, text=True)  # fmt: skip
             print(proc.stdout[-6000:], proc.stderr[-1500:] if proc.returncode else "", flush=True)
             lines = [line for line in proc.stdout.splitlines() if line.startswith('{"batch_size"')]
