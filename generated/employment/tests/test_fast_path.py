@@ -216,7 +216,7 @@ def test_a_failed_background_checkpoint_is_a_clear_error(tmp_path):
     writer.wait()  # reported once
 
 
-def test_checkpoints_hold_the_preprocessing_as_one_json_string_and_older_ones_still_load(tmp_path, trained, tiny_schema):
+def test_checkpoints_keep_preprocessing_as_json_and_older_ones_load(tmp_path, trained, tiny_schema):
     run, _ = trained
     payload = torch.load(run / BEST, weights_only=True)
     assert isinstance(payload["meta"]["preprocessor"], str)  # one string: pickled in no time, however large
