@@ -20,7 +20,7 @@ from employment.config import config_from_dict
 from employment.errors import CheckpointError, ConfigError
 from employment.large_batch import BatchScaling, batch_scaling
 from employment.modules.embedding import SparseArch
-from employment.optim import RowSparseAdam, cow_clip
+from employment.optim import RowSparseAdam, cow_clip, frequency_decay_scale
 from employment.spec import SPEC
 from employment.train import train
 
@@ -49,6 +49,40 @@ def test_row_sparse_adam_weight_decay_shrinks_only_the_rows_of_the_batch():
     (table(torch.tensor([2])) * 0).sum().backward()  # zero loss gradient: only the decay acts
     opt.step()
     assert (table.weight[2] < 1.0).all() and torch.equal(table.weight[3], torch.ones(4))
+
+
+def test_frequency_scaled_decay_shrinks_a_frequent_row_less_per_step_than_a_rare_one():
+    table = torch.nn.Embedding(4, 2, sparse=True)
+    torch.nn.init.constant_(table.weight, 1.0)
+    opt = RowSparseAdam(table.parameters(), lr=0.01, betas=(0.0, 0.9), weight_decay=1.0, decay_by_frequency=True)
+    for step in range(1, 4):  # row 1 in every batch, row 2 only in the last one
+        ids = torch.tensor([1, 2]) if step == 3 else torch.tensor([1])
+        before = table.weight.detach().clone()
+        (table(ids) * 0).sum().backward()  # zero loss gradient: only the decay acts
+        opt.step()
+        opt.zero_grad()
+    state = opt.state[table.weight]
+    assert state["occurrences"].tolist() == [0.0, 3.0, 1.0, 0.0]
+    # beta1 = 0: the first moment is the last step's gradient, decay · (count / occurrences so far) · row
+    assert torch.allclose(state["exp_avg"][1], before[1] / 3) and torch.allclose(state["exp_avg"][2], before[2])
+    assert torch.equal(table.weight[0], torch.ones(2)) and (table.weight[2] < 1.0).all()
+    assert frequency_decay_scale(torch.tensor([2.0]), torch.tensor([8.0])).item() == 0.25
+    reference = RowSparseAdam(torch.nn.Embedding(4, 2, sparse=True).parameters(), lr=0.01)
+    reference.load_state_dict(opt.state_dict())  # the extra state survives a checkpoint round trip
+    assert reference.state[reference.param_groups[0]["params"][0]]["occurrences"][1].item() == 3.0
+
+
+def test_frequency_scaled_decay_is_refused_with_dense_embedding_gradients():
+    from employment.config import TrainConfig
+    from employment.model import FeatureSizes, RankingModel
+    from employment.optimizers import build_optimizers
+
+    config = TrainConfig(embedding_weight_decay=1e-3, embedding_decay_scaling="frequency")
+    model = RankingModel(SPEC, FeatureSizes((40, 3), (), 2))
+    with pytest.raises(ConfigError, match="embedding_decay_scaling=frequency needs sparse"):
+        build_optimizers(model, config, sparse_gradients=False)
+    with pytest.raises(ConfigError, match="embedding_decay_scaling must be none or frequency"):
+        config_from_dict({"embedding_decay_scaling": "often"})
 
 
 def test_embedding_weight_decay_leaves_qr_remainder_rows_alone():

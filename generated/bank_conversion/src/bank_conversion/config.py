@@ -30,6 +30,11 @@ class TrainConfig:
     embedding_weight_decay: float = _option(
         0.0, "L2 on the embedding rows of each batch (coupled, as in Adam); try 1e-3"
     )
+    embedding_decay_scaling: str = _option(
+        "none",
+        "none | frequency: frequency scales each row's L2 by its share of its own occurrences so far (DIN's "
+        "mini-batch aware regularisation; frequent rows decay less per step)",
+    )
     lr_scaling: str = _option(
         "auto",
         "auto | none | linear | sqrt | cowclip: how lrs, embedding L2 and warmup follow batch_size / "
@@ -167,6 +172,10 @@ def _check(c: TrainConfig) -> None:
     if c.lr_scaling not in ("auto", "none", "linear", "sqrt", "cowclip"):
         raise ConfigError(
             f"training option lr_scaling must be auto, none, linear, sqrt or cowclip, got {c.lr_scaling!r}"
+        )
+    if c.embedding_decay_scaling not in ("none", "frequency"):
+        raise ConfigError(
+            f"training option embedding_decay_scaling must be none or frequency, got {c.embedding_decay_scaling!r}"
         )
     if c.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"training option device must be auto, cpu or cuda, got {c.device!r}")

@@ -33,7 +33,9 @@ def build_optimizers(model: RankingModel, config: TrainConfig, sparse_gradients:
     dense_opt = torch.optim.AdamW(dense, lr=config.lr, weight_decay=config.weight_decay)
     embedding_opt = None
     if embedding:
-        decay = config.embedding_weight_decay * batch_scaling(config).embedding_decay
+        by_frequency = config.embedding_decay_scaling == "frequency"
+        # Frequency-scaled decay sums to ~log(count) per row whatever the batch size: no batch-size rule.
+        decay = config.embedding_weight_decay * (1.0 if by_frequency else batch_scaling(config).embedding_decay)
         masks = model.embedding_decay_masks()
         if sparse_gradients:
             embedding_opt = RowSparseAdam(
@@ -43,12 +45,18 @@ def build_optimizers(model: RankingModel, config: TrainConfig, sparse_gradients:
                 decay_masks=masks,
                 clip_ratio=config.embedding_clip,
                 clip_min=config.embedding_clip_min,
+                decay_by_frequency=by_frequency,
             )
         else:
             if config.embedding_clip:
                 raise ConfigError(
                     "training option embedding_clip needs sparse embedding gradients, which the nccl backend "
                     "cannot all-reduce; set embedding_clip=0 or train under gloo"
+                )
+            if by_frequency and decay:
+                raise ConfigError(
+                    "training option embedding_decay_scaling=frequency needs sparse embedding gradients, which "
+                    "the nccl backend cannot all-reduce; set embedding_decay_scaling=none or train under gloo"
                 )
             embedding_opt = torch.optim.Adam(embedding, lr=config.embedding_lr)
             if decay:

@@ -8,6 +8,9 @@ semantics: rows that are absent from a batch keep their moments). Its state dict
 (``step``, ``exp_avg``, ``exp_avg_sq``), so checkpoints written with either load into the other.
 
 With ``clip_ratio`` > 0 each touched row's summed gradient is first clipped as CowClip does (``cow_clip``).
+With ``decay_by_frequency`` the L2 on a row is scaled by its share of its own occurrences so far
+(``frequency_decay_scale``): frequent rows are regularised less per step than rare ones, as in DIN's mini-batch
+aware regularisation (Zhou et al., KDD 2018), with each row's count taken online.
 """
 
 from __future__ import annotations
@@ -41,11 +44,13 @@ class RowSparseAdam(torch.optim.Optimizer):
         decay_masks: dict[torch.Tensor, torch.Tensor] | None = None,
         clip_ratio: float = 0.0,
         clip_min: float = 1e-5,
+        decay_by_frequency: bool = False,
     ):
         """``decay_masks``: parameter → (rows,) 0/1 float mask of the rows weight decay may touch (others: all).
 
         ``clip_ratio`` / ``clip_min``: CowClip's r and ζ (0 = no clipping). The per-example thresholds need the
         batch's rows: set a group's ``batch_rows`` before each step (default 1: thresholds on the gradient).
+        ``decay_by_frequency``: scale each row's L2 by ``frequency_decay_scale`` (adds an ``occurrences`` state).
         """
         if lr <= 0 or eps <= 0 or weight_decay < 0 or not all(0 <= b < 1 for b in betas):
             raise ValueError(f"invalid RowSparseAdam settings lr={lr}, betas={betas}, eps={eps}, wd={weight_decay}")
@@ -55,6 +60,7 @@ class RowSparseAdam(torch.optim.Optimizer):
         defaults.update(clip_ratio=clip_ratio, clip_min=clip_min, batch_rows=1)
         super().__init__(params, defaults)
         self.decay_masks = dict(decay_masks or {})
+        self.decay_by_frequency = decay_by_frequency
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -90,10 +96,16 @@ class RowSparseAdam(torch.optim.Optimizer):
         if ratio:
             per_example = counts.to(g.dtype) / group.get("batch_rows", 1)  # (U,)
             g = cow_clip(g, weights, per_example, ratio, group.get("clip_min", 0.0))
-        if decay:  # L2 on the rows of this batch (lazy, like the moments): g += decay · w (· mask)
+        if decay:  # L2 on the rows of this batch (lazy, like the moments): g += decay · w (· mask) (· scale)
             mask = self.decay_masks.get(param)
             if mask is not None:
                 weights = weights * mask.index_select(0, rows).unsqueeze(1)
+            if self.decay_by_frequency:
+                if "occurrences" not in state:  # also when resuming from a checkpoint written without it
+                    state["occurrences"] = torch.zeros(param.shape[0], dtype=g.dtype, device=g.device)
+                seen = state["occurrences"].index_select(0, rows).add_(counts.to(g.dtype))  # (U,)
+                state["occurrences"].index_copy_(0, rows, seen)
+                weights = weights * frequency_decay_scale(counts.to(g.dtype), seen).unsqueeze(1)
             g.add_(weights, alpha=decay)
         m = state["exp_avg"].index_select(0, rows).lerp_(g, 1 - beta1)  # (U, D)
         v = state["exp_avg_sq"].index_select(0, rows).mul_(beta2).addcmul_(g, g, value=1 - beta2)
@@ -102,6 +114,20 @@ class RowSparseAdam(torch.optim.Optimizer):
         step_size = lr * math.sqrt(1 - beta2**step) / (1 - beta1**step)
         update = m.div_(v.sqrt_().add_(eps)).mul_(-step_size)
         param.index_copy_(0, rows, param.index_select(0, rows).add_(update))
+
+
+def frequency_decay_scale(counts: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+    """Per-row multiplier of the embedding L2: this batch's occurrences over all occurrences so far, (U,) → (U,).
+
+    A row met once in all of training is decayed as without scaling (1.0); a row in every batch of an epoch
+    gets a share that falls as 1/t, so over a run its decay sums to about log(its count) instead of its number
+    of batches. DIN (Zhou et al., KDD 2018) divides each row's L2 by its count n_j in the training set; a
+    running count needs no pass over the data and also holds for online training.
+
+    >>> frequency_decay_scale(torch.tensor([1.0, 2.0, 1.0]), torch.tensor([1.0, 8.0, 100.0]))
+    tensor([1.0000, 0.2500, 0.0100])
+    """
+    return counts / seen.clamp(min=1.0)
 
 
 def cow_clip(grad: torch.Tensor, weights: torch.Tensor, occurrences: torch.Tensor, ratio: float, floor: float):
