@@ -48,16 +48,14 @@ def build_optimizers(model: RankingModel, config: TrainConfig, sparse_gradients:
                 decay_by_frequency=by_frequency,
             )
         else:
-            if config.embedding_clip:
-                raise ConfigError(
-                    "training option embedding_clip needs sparse embedding gradients, which the nccl backend "
-                    "cannot all-reduce; set embedding_clip=0 or train under gloo"
-                )
-            if by_frequency and decay:
-                raise ConfigError(
-                    "training option embedding_decay_scaling=frequency needs sparse embedding gradients, which "
-                    "the nccl backend cannot all-reduce; set embedding_decay_scaling=none or train under gloo"
-                )
+            sparse_only = {"embedding_clip": ("embedding_clip=0", bool(config.embedding_clip))}
+            sparse_only["embedding_decay_scaling=frequency"] = ("embedding_decay_scaling=none", by_frequency and decay)
+            for option, (off, on) in sparse_only.items():
+                if on:
+                    raise ConfigError(
+                        f"training option {option} needs sparse embedding gradients, which the nccl backend "
+                        f"cannot all-reduce; set {off} or train under gloo"
+                    )
             embedding_opt = torch.optim.Adam(embedding, lr=config.embedding_lr)
             if decay:
                 for param in embedding:  # coupled L2, as Adam's weight_decay, through the mask where there is one

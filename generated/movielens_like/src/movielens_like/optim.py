@@ -103,9 +103,10 @@ class RowSparseAdam(torch.optim.Optimizer):
             if self.decay_by_frequency:
                 if "occurrences" not in state:  # also when resuming from a checkpoint written without it
                     state["occurrences"] = torch.zeros(param.shape[0], dtype=g.dtype, device=g.device)
-                seen = state["occurrences"].index_select(0, rows).add_(counts.to(g.dtype))  # (U,)
+                batch_counts = counts.to(g.dtype)  # (U,)
+                seen = state["occurrences"].index_select(0, rows).add_(batch_counts)  # (U,)
                 state["occurrences"].index_copy_(0, rows, seen)
-                weights = weights * frequency_decay_scale(counts.to(g.dtype), seen).unsqueeze(1)
+                weights = weights * frequency_decay_scale(batch_counts, seen).unsqueeze(1)
             g.add_(weights, alpha=decay)
         m = state["exp_avg"].index_select(0, rows).lerp_(g, 1 - beta1)  # (U, D)
         v = state["exp_avg_sq"].index_select(0, rows).mul_(beta2).addcmul_(g, g, value=1 - beta2)
