@@ -111,6 +111,29 @@ def test_embedding_weight_decay_leaves_qr_remainder_rows_alone():
         assert (after[quotient] < before[quotient]).all()  # quotient rows still decay
 
 
+def test_embedding_decay_can_leave_multi_hot_bags_alone():
+    from criteo_ctr.config import TrainConfig
+    from criteo_ctr.model import FeatureSizes, RankingModel
+    from criteo_ctr.optimizers import build_optimizers
+
+    sparse, bags = torch.tensor([[1], [2]]), [torch.tensor([[1, 2], [3, 0]])]
+    for multi_hot in (True, False):
+        for sparse_gradients in (True, False):
+            model = RankingModel(SPEC, FeatureSizes((6,), (5,), 0))
+            arch = model.sparse_arch
+            config = TrainConfig(embedding_weight_decay=0.5, embedding_lr=0.1, embedding_decay_multi_hot=multi_hot)
+            opt = build_optimizers(model, config, sparse_gradients).embedding
+            before_table, before_bag = arch.table.weight.detach().clone(), arch.bags[0].weight.detach().clone()
+            (arch(sparse, bags) * 0).sum().backward()  # zero loss gradient: only the decay acts
+            opt.step()
+            moved_table = (arch.table.weight.detach() != before_table).any(dim=1)
+            moved_bag = (arch.bags[0].weight.detach() != before_bag).any(dim=1)
+            assert moved_table[1:3].all()  # single-valued rows of the batch decay either way
+            assert bool(moved_bag[1:4].all()) if multi_hot else not moved_bag.any()
+    with pytest.raises(ConfigError, match="embedding_decay_multi_hot"):
+        config_from_dict({"embedding_decay_multi_hot": "no"})
+
+
 def test_fused_table_serves_every_feature_from_its_own_rows():
     arch = SparseArch([3, 5, 2], [], dim=4)
     ids = torch.tensor([[2, 4, 1]])

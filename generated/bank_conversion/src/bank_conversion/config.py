@@ -35,6 +35,11 @@ class TrainConfig:
         "none | frequency: frequency scales each row's L2 by its share of its own occurrences so far (DIN's "
         "mini-batch aware regularisation; frequent rows decay less per step)",
     )
+    embedding_decay_multi_hot: bool = _option(
+        True,
+        "whether embedding_weight_decay also applies to multi-hot bag tables (false: only single-valued "
+        "features' rows decay; a mean-pooled bag row gets 1/length of the data gradient but the whole L2)",
+    )
     lr_scaling: str = _option(
         "auto",
         "auto | none | linear | sqrt | cowclip: how lrs, embedding L2 and warmup follow batch_size / "

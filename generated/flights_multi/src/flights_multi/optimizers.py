@@ -2,7 +2,8 @@
 
 Embedding parameters (``RankingModel.embedding_parameters``: sparse gradients) train with RowSparseAdam, or with
 Adam when the backend needs dense gradients (nccl); every other parameter trains with AdamW. Embedding weight
-decay skips the rows ``RankingModel.embedding_decay_masks`` masks out (the remainder rows of QR features).
+decay skips the rows ``RankingModel.embedding_decay_masks`` masks out (the remainder rows of QR features, and the
+multi-hot bag tables with ``embedding_decay_multi_hot: false``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def build_optimizers(model: RankingModel, config: TrainConfig, sparse_gradients:
         by_frequency = config.embedding_decay_scaling == "frequency"
         # Frequency-scaled decay sums to ~log(count) per row whatever the batch size: no batch-size rule.
         decay = config.embedding_weight_decay * (1.0 if by_frequency else batch_scaling(config).embedding_decay)
-        masks = model.embedding_decay_masks()
+        masks = model.embedding_decay_masks(multi_hot=config.embedding_decay_multi_hot)
         if sparse_gradients:
             embedding_opt = RowSparseAdam(
                 embedding,
@@ -60,6 +61,8 @@ def build_optimizers(model: RankingModel, config: TrainConfig, sparse_gradients:
             if decay:
                 for param in embedding:  # coupled L2, as Adam's weight_decay, through the mask where there is one
                     mask = masks.get(param)
+                    if mask is not None and not bool(mask.any()):
+                        continue  # no row of it decays
                     param.register_hook(_l2_hook(param, decay, None if mask is None else mask.unsqueeze(1)))
     return Optimizers(dense_opt, embedding_opt, dense)
 

@@ -122,11 +122,15 @@ class RankingModel(nn.Module):
         named = dict(self.named_parameters())
         return [named[n] for n in self._embedding_names]
 
-    def embedding_decay_masks(self) -> dict[nn.Parameter, torch.Tensor]:
+    def embedding_decay_masks(self, multi_hot: bool = True) -> dict[nn.Parameter, torch.Tensor]:
         """Embedding parameter → (rows,) mask of the rows weight decay may touch; a parameter not named decays
-        whole. Only the fused table of a model with QR features has one (its remainder rows are kept out)."""
+        whole. The fused table of a model with QR features has one (its remainder rows are kept out); with
+        ``multi_hot=False`` every multi-hot bag table gets an all-zero mask (no row of it decays)."""
         arch = self.sparse_arch
-        return {arch.table.weight: arch.decay_mask()} if arch.qr_features else {}
+        masks = {arch.table.weight: arch.decay_mask()} if arch.qr_features else {}
+        if not multi_hot:
+            masks.update({bag.weight: torch.zeros(bag.num_embeddings, device=bag.weight.device) for bag in arch.bags})
+        return masks
 
     def dense_parameters(self) -> list[nn.Parameter]:
         """Every other parameter (AdamW, gradient clipping)."""
