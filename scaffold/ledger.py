@@ -157,7 +157,8 @@ def pair_matrix(records: list[dict]) -> dict[str, dict[str, dict]]:
     for r in records:
         if r["kind"] == QUALIFICATION:
             row = cells.setdefault(r["technique"], {})
-            for name, res in r["results"].items():
+            measured = {**r["results"], **(r.get("guard") or {})}  # held-out (guard) packages measured too
+            for name, res in measured.items():
                 row[name] = {
                     "state": "qualified" if r["decision"] == "accept" else "rejected",
                     "template_version": r["template_version"],
@@ -165,7 +166,7 @@ def pair_matrix(records: list[dict]) -> dict[str, dict[str, dict]]:
                     "ci": res["ci"],
                     "delta_test": res["delta_test"],
                     "date": r["date"],
-                    "machine_seconds": round(r["machine_seconds"] / max(1, len(r["results"])), 1),
+                    "machine_seconds": round(r["machine_seconds"] / max(1, len(measured)), 1),
                     "record": r["id"],
                 }
         else:

@@ -118,12 +118,18 @@ def test_a_cycle_qualifies_adopts_syncs_and_records_every_pair(fleet, capsys):
     assert git(root, "status", "--porcelain", "generated", "ledger.jsonl", "template_repo") == ""
     assert smt(root, "check", capsys=capsys)[0] == 0
 
-    # 3. the next candidate, clearly harmful against the new incumbent, is rejected (subset path, k=2)
-    args = ["qualify", "slow_lr", "--set", "lr=1e-6", "--set", "embedding_lr=1e-6", "--k", "2", "--seeds", "2"]
+    # 3. the next candidate, clearly harmful against the new incumbent, is rejected (subset path, k=1: the
+    #    held-out package runs both arms on one guard seed and stays out of the subset's figure)
+    args = ["qualify", "slow_lr", "--set", "lr=1e-6", "--set", "embedding_lr=1e-6", "--k", "1", "--seeds", "2"]
     code, out = smt(root, *args, "--jobs", "2", "--data", str(data), "--json", capsys=capsys)
     rejected = json.loads(out)
     assert code == 0 and rejected["decision"] == "reject" and rejected["template_version"] == "v1.1.0"
-    assert rejected["aggregate"]["delta"] > 0.2 and rejected["subset"]["k"] == 2
+    assert rejected["aggregate"]["delta"] > 0.2 and rejected["subset"]["k"] == 1
+    (representative,) = rejected["packages"]
+    (held_out,) = rejected["guard"]
+    assert {representative, held_out} == {"ctr_a", "ctr_b"} and rejected["guard_seeds"] == 1
+    assert rejected["guard"][held_out]["seeds"] == [0] and rejected["guard"][held_out]["delta"] > 0.2
+    assert rejected["runs"] == 2 * 2 + 2
 
     # 4. adoption refuses what was not accepted at this version, and what is already a default
     assert smt(root, "adopt", "good_lr")[0] == 2

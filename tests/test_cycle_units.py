@@ -122,6 +122,16 @@ def test_one_package_beyond_the_regression_bound_rejects_a_fleet_gain():
     assert decision == "reject" and any("b regresses" in r for r in reasons)
 
 
+def test_a_held_out_package_beyond_the_guard_bound_rejects_what_the_subset_accepts():
+    subset = {"a": [-1.0, -1.2, -0.9], "b": [-0.5, -0.7, -0.6]}
+    rule = Rule(resamples=2000, guard_regression=1.0)
+    aggregate, decision, reasons = decide(_outcomes(subset), rule, _outcomes({"c": [0.8], "d": [-0.3]}))
+    assert decision == "accept" and aggregate["delta"] == pytest.approx(-0.8167, abs=1e-3)  # the subset's figure
+    aggregate, decision, reasons = decide(_outcomes(subset), rule, _outcomes({"c": [6.9], "d": [-0.3]}))
+    assert decision == "reject" and aggregate["delta"] == pytest.approx(-0.8167, abs=1e-3)
+    assert reasons == ["held-out c regresses +6.900% on 1 seed(s) (guard bound +1%)"]
+
+
 def test_noise_and_one_seed_never_decide_for_a_technique():
     _, decision, reasons = decide(_outcomes({"a": [-2.0, 1.8, -0.1], "b": [0.4, -0.9, 0.2]}), Rule(resamples=2000))
     assert decision == "reject" and any("not below zero" in r for r in reasons)

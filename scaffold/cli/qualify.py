@@ -38,6 +38,16 @@ def register(p) -> None:
     p.add_argument("--data", default="build/data", help="task data root: DATA/<package>/{train,valid,test}.parquet")
     p.add_argument("--min-gain", type=float, default=Rule.min_gain, help="percent (default %(default)s)")
     p.add_argument("--max-regression", type=float, default=Rule.max_regression, help="percent (default %(default)s)")
+    p.add_argument(
+        "--guard-seeds",
+        type=int,
+        default=Plan.guard_seeds,
+        help="seeds per arm on each package the subset holds out; a regression there beyond --guard-regression "
+        "rejects (default %(default)s; 0: no guard; not used with --packages)",
+    )
+    p.add_argument(
+        "--guard-regression", type=float, default=Rule.guard_regression, help="percent (default %(default)s)"
+    )
     p.add_argument("--confidence", type=float, default=Rule.confidence, help="(default %(default)s)")
     p.add_argument("--no-cache", action="store_true", help="retrain incumbents even if this exact run is cached")
     p.add_argument("--ledger", help="append the record to this ledger file instead of the repository's ledger.jsonl")
@@ -60,22 +70,28 @@ def run(args, console) -> int:
     technique = candidate_of(repo, args.technique, parse_data(args.set, "--set"))
     if args.seeds < 1:
         raise SmtError("--seeds must be at least 1")
-    subset_info = None
+    if args.guard_seeds < 0:
+        raise SmtError("--guard-seeds must be 0 (no guard) or more")
+    subset_info, guard = None, []
     if args.packages:
         packages = discover(repo, args.packages.split(","), fleet_of(args))
     else:
         descriptors, subset, missing = fleet_subset(repo, args, console)
         subset_info = subset.to_dict() | {"left_out": missing}
         packages = discover(repo, subset.representatives, fleet_of(args))
+        held_out = sorted(set(subset.represented_by) - set(subset.representatives))
+        guard = discover(repo, held_out, fleet_of(args)) if held_out and args.guard_seeds else []
         if not args.json:
             console.print(f"representative subset (k={subset.k}): {', '.join(subset.representatives)}")
+            if guard:
+                console.print(f"guard: {', '.join(held_out)} at {args.guard_seeds} seed(s) per arm")
     cores = os.cpu_count() or 1
     jobs = args.jobs or max(1, cores // 2)
-    rule = Rule(args.min_gain, args.max_regression, args.confidence)
-    plan = Plan(args.seeds, jobs, max(1, cores // jobs), args.ray, rule, not args.no_cache)
+    rule = Rule(args.min_gain, args.max_regression, args.confidence, guard_regression=args.guard_regression)
+    plan = Plan(args.seeds, jobs, max(1, cores // jobs), args.ray, rule, not args.no_cache, args.guard_seeds)
     data_root = Path(args.data) if Path(args.data).is_absolute() else repo.root / args.data
     say = (lambda text: None) if args.json else (lambda text: console.print(f"  {text}", highlight=False))
-    record = qualify(repo, technique, packages, data_root, plan, say, subset_info)
+    record = qualify(repo, technique, packages, data_root, plan, say, subset_info, guard)
     append(Path(args.ledger) if args.ledger else ledger_path(repo.root), record)
     if args.json:
         print(json.dumps(record, indent=2))
@@ -99,6 +115,16 @@ def show(console, record: dict) -> None:
             f"{mean(r['candidate_valid']):.4f}",
             f"{r['delta']:+.3f}%",
             f"[{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}]",
+            f"{r['delta_test']:+.3f}%",
+            f"{r['incumbent_flops']:,.0f} → {r['candidate_flops']:,.0f}",
+        )
+    for name, r in (record.get("guard") or {}).items():
+        table.add_row(
+            f"{name} [dim](held out, {len(r['seeds'])} seed(s))[/dim]",
+            f"{sum(r['incumbent_valid']) / len(r['seeds']):.4f}",
+            f"{sum(r['candidate_valid']) / len(r['seeds']):.4f}",
+            f"{r['delta']:+.3f}%",
+            "",
             f"{r['delta_test']:+.3f}%",
             f"{r['incumbent_flops']:,.0f} → {r['candidate_flops']:,.0f}",
         )
