@@ -36,6 +36,7 @@ from .fleet import Package, discover, git_roots
 from .ledger import ADOPTION, Ledger, append, ledger_path, new_record, pair_matrix, read
 from .package_cli import PackageCLI
 from .quality import at_version, with_answers
+from .releases import RELEASES, releases_path
 from .sync import REACHED, sync_fleet
 from .techniques import Technique, is_default, is_on, pinned_training
 from .template import TemplateRepo
@@ -380,6 +381,8 @@ def _commit_fleet(repo: TemplateRepo, packages: list[Package], fleet_file: Path 
         rels = [p.git_relpath for p in packages if p.git_root == root]
         if root == repo.root:
             rels.append(ledger_path(repo.root).name)
+            if releases_path(repo.root).exists():
+                rels.append(RELEASES)
         if not rels:
             continue
         _git.run(root, "add", "-A", "--", *rels)

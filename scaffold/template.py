@@ -32,6 +32,9 @@ class TemplateRepo:
         root = _git.toplevel((start or Path.cwd()).resolve())
         if not (root / "copier.yml").is_file() or not (root / "template_repo").is_dir():
             raise NotATemplateRepo(f"{root} holds no copier.yml + template_repo/; run smt inside the SMT repository")
+        from .releases import restore_tags
+
+        restore_tags(root)  # a clone without tags gets back the releases recorded in releases.txt
         return cls(root)
 
     @property

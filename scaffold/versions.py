@@ -7,7 +7,7 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from . import _git
+from . import _git, releases
 from ._git import RELEASE_TAG
 from .errors import SmtError, TemplateDirty
 from .lock import fleet_lock
@@ -51,6 +51,7 @@ def _release(repo: TemplateRepo, version: str) -> str:
         raise TemplateDirty(f"the template has uncommitted changes ({', '.join(dirty[:3])}); commit them first")
     notes = changelog_entry(repo.root / CHANGELOG, version)
     _git.run(repo.root, "tag", "-a", version, "-m", f"Template {version}\n\n{notes}")
+    releases.record(repo.root, version, _git.head_commit(repo.root))  # survives a clone without tags
     return notes
 
 

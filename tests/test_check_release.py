@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from scaffold import SmtError, TemplateRepo, new_package, sync_fleet
+from scaffold import SmtError, TemplateRepo, new_package, releases, sync_fleet
 from scaffold.check import check_fleet
 from scaffold.cli import main
 from scaffold.versions import release
@@ -75,6 +77,36 @@ def test_a_clone_without_tags_is_checked_against_the_template(repo, tmp_path):
     full = tmp_path / "full"  # a full clone that left the tags behind (some CI checkouts do)
     git(tmp_path, "clone", "-q", "--no-tags", f"file://{repo.root}", str(full))
     assert check_fleet(TemplateRepo.find(full)) == []
+
+
+def _release_eps(repo, version: str, eps: str) -> None:
+    changelog = repo.root / "template_repo" / "CHANGELOG.md"
+    changelog.write_text(changelog.read_text() + f"\n## {version}\n- EPS is {eps}.\n")
+    metrics = repo.root / "template_repo" / "src" / "{{ name }}" / "metrics.py"
+    metrics.write_text(re.sub(r"EPS = \S+", f"EPS = {eps}", metrics.read_text()))
+    commit_all(repo.root, f"template: EPS {eps}")
+    release(repo, version)
+
+
+def test_a_clone_without_tags_gets_the_recorded_releases_back_and_can_sync(repo, tmp_path):
+    _release_eps(repo, "v1.1.0", "1e-6")
+    sync_fleet(repo, run_tests=False)
+    commit_all(repo.root, "fleet at v1.1.0; the release record")
+    assert releases.read(repo.root) == {"v1.1.0": git(repo.root, "rev-parse", "v1.1.0^{commit}").strip()}
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", "--no-tags", f"file://{repo.root}", str(clone))
+    assert git(clone, "tag", "--list") == ""
+    copy = TemplateRepo.find(clone)  # puts back the recorded tag (v1 was never recorded: not restored)
+    assert git(clone, "tag", "--list").split() == ["v1.1.0"]
+    assert git(clone, "rev-parse", "v1.1.0^{commit}") == git(repo.root, "rev-parse", "v1.1.0^{commit}")
+    _release_eps(copy, "v1.2.0", "1e-5")  # the next release, made in the clone: sync needs v1.1.0 as its base
+    results = sync_fleet(copy, run_tests=False)
+    assert [(r.name, r.result) for r in results] == [("ctr_a", "updated"), ("ctr_b", "updated")]
+    assert "EPS = 1e-5" in (clone / "generated" / "ctr_a" / "src" / "ctr_a" / "metrics.py").read_text()
+    assert list(releases.read(clone)) == ["v1.1.0", "v1.2.0"]
+    (clone / "releases.txt").write_text("v1.3.0 " + "0" * 40 + "\n")  # a commit this clone lacks: left alone
+    TemplateRepo.find(clone)
+    assert "v1.3.0" not in git(clone, "tag", "--list")
 
 
 def test_uncommitted_packages_and_phantom_versions_fail(repo):

@@ -15,5 +15,5 @@ def register(p) -> None:
 def run(args, console) -> int:
     notes = release(repo_of(args), args.version)
     console.print(f"released template {args.version}:\n{notes}", markup=False)
-    console.print(f"next: smt sync --ref {args.version}, then commit generated/")
+    console.print(f"next: smt sync --ref {args.version}, then commit generated/ and releases.txt (the release record)")
     return 0
