@@ -56,6 +56,11 @@ class TrainConfig:
     warmup_steps: int = _option(100, "linear warmup, then cosine decay")
     min_lr_ratio: float = _option(0.1, "final lr = lr * min_lr_ratio")
     clip_norm: float = _option(1.0, "max global grad norm of the dense parameters; 0 disables")
+    weight_averaging: float = _option(
+        0.0,
+        "decay of an exponential moving average of every weight (embedding rows kept lazily, see averaging.py); "
+        "validation, best.pt and export use the average; per step at reference_batch_size; 0 = off; try 0.99",
+    )
     eval_every: int = _option(0, "validation every N steps; 0 = once per epoch")
     patience: int = _option(3, "stop after this many evaluations without a better validation NE")
     checkpoint_every: int = _option(
@@ -170,6 +175,8 @@ def _check(c: TrainConfig) -> None:
             raise ConfigError(f"training option {key} must be >= 0, got {value}")
     if not 0 < c.negative_sampling <= 1:
         raise ConfigError(f"training option negative_sampling must be in (0, 1], got {c.negative_sampling}")
+    if not 0 <= c.weight_averaging < 1:
+        raise ConfigError(f"training option weight_averaging must be in [0, 1) (0 = off), got {c.weight_averaging}")
     if not 0 <= c.min_lr_ratio <= 1:
         raise ConfigError(f"training option min_lr_ratio must be in [0, 1], got {c.min_lr_ratio}")
     if c.stream and c.negative_sampling < 1:

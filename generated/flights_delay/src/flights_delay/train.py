@@ -23,6 +23,7 @@ from tqdm import tqdm
 from . import atomic
 from . import checkpoint as ckpt
 from . import distributed as dist
+from .averaging import WeightAverage, step_decay
 from .builder import build_model
 from .cache import encode_file
 from .config import TrainConfig, config_from_dict
@@ -162,6 +163,10 @@ class _Run:
         self.dense_opt, self.sparse_opt = optimizers.dense, optimizers.embedding
         self.dense_params = optimizers.dense_params
         self.scaling = batch_scaling(config)
+        self.average = None  # the averaged weights (weight_averaging > 0): what validation and best.pt use
+        if config.weight_averaging:
+            decay = step_decay(config.weight_averaging, config.batch_size, config.reference_batch_size)
+            self.average = WeightAverage(self.model.parameters(), decay)
         self.forward = model
         if world.enabled:
             ids = [world.local_rank] if self.device.type == "cuda" else None
@@ -180,6 +185,8 @@ class _Run:
         self.dense_opt.load_state_dict(payload["dense_opt"])
         if self.sparse_opt is not None:
             self.sparse_opt.load_state_dict(payload["sparse_opt"])
+        if self.average is not None and payload.get("average"):  # else it starts from the resumed weights
+            self.average.load_state_dict(payload["average"])
         self.progress = Progress(**payload["progress"])
         self.saved_at = self.progress.train_seconds
         torch.set_rng_state(payload["rng"])
@@ -250,9 +257,13 @@ class _Run:
         loss.backward()
         if self.config.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.dense_params, self.config.clip_norm)
+        if self.average is not None:
+            self.average.before_step()
         self.dense_opt.step()
         if self.sparse_opt is not None:
             self.sparse_opt.step()
+        if self.average is not None:
+            self.average.after_step()
         return loss.detach()
 
     def _after_step(self, loss, epoch, steps_per_epoch, total, valid_data, bar) -> None:
@@ -286,6 +297,14 @@ class _Run:
             p.done = True
 
     def _evaluate(self, valid_data) -> None:
+        """Validate (and keep as best.pt when better) the averaged weights when averaging, else the weights."""
+        if self.average is None:
+            self._evaluate_weights(valid_data)
+            return
+        with self.average.applied():
+            self._evaluate_weights(valid_data)
+
+    def _evaluate_weights(self, valid_data) -> None:
         p = self.progress
         with PHASES.phase("evaluate"):
             probs = self._predict_all(valid_data)
@@ -347,6 +366,7 @@ class _Run:
             "model": self.model.state_dict(),
             "dense_opt": self.dense_opt.state_dict(),
             "sparse_opt": self.sparse_opt.state_dict() if self.sparse_opt is not None else {},
+            "average": self.average.state_dict() if self.average is not None else {},
             "progress": self.progress.__dict__.copy(),
             "rng": torch.get_rng_state(),
         }
