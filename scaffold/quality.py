@@ -181,8 +181,9 @@ def run_peer(peer: str, package: Package, data: Path, seed: int) -> Run:
 # The per-model baseline of issue #4: a plain DNN (concat, plain MLP, one tower, dense features as one raw
 # vector) at the template's FLOPs, with its learning rate and MLP shape tuned on this task's valid split alone.
 # It names every answer a template technique switches, so an adopted default never leaks into the baseline, and
-# trains without embedding L2 (the regularisation techniques of the catalogue are the template's, not a plain DNN's).
-BASELINE_TRAINING = ("embedding_weight_decay=0",)
+# trains without embedding L2 or weight averaging (the regularisation techniques of the catalogue are the
+# template's, not a plain DNN's).
+BASELINE_TRAINING = ("embedding_weight_decay=0", "weight_averaging=0")
 BASELINE_SHAPES = ([256, 128], [512], [128, 128, 128])
 BASELINE_LRS = (1e-3, 2e-3, 5e-3)
 
