@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 import torch
@@ -86,6 +87,10 @@ def test_average_state_round_trip_continues_exactly():
         WeightAverage(model.parameters(), decay=1.0)
 
 
+def _evaluations(run) -> list[dict]:
+    return [r for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if "valid" in r]
+
+
 def test_training_validates_and_keeps_the_average(tmp_path, tiny_schema, tiny_files):
     options = {"epochs": 2, "batch_size": 256, "checkpoint_every": 3, "eval_every": 4, "weight_averaging": 0.9}
     config = config_from_dict(options)
@@ -93,10 +98,16 @@ def test_training_validates_and_keeps_the_average(tmp_path, tiny_schema, tiny_fi
     last = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
     best = torch.load(tmp_path / "full" / "best.pt", weights_only=True)
     assert last["average"]["updates"] == full["steps"]
-    if best["step"] == full["steps"]:  # best.pt holds the average, last.pt the weights themselves
-        assert any(not torch.equal(best["model"][k], last["model"][k]) for k in best["model"])
+    if best["step"] == full["steps"]:  # best.pt holds what validated better, last.pt the weights themselves
+        same = all(torch.equal(best["model"][k], last["model"][k]) for k in best["model"])
+        assert same == (full["best_weights"] == "weights")
     plain = train(*tiny_files, tmp_path / "plain", config_from_dict({**options, "weight_averaging": 0.0}), tiny_schema)
-    assert plain["valid"] != full["valid"]  # validation saw the average, not the weights
+    evals, plain_evals = _evaluations(tmp_path / "full"), _evaluations(tmp_path / "plain")
+    # averaging leaves the weights' own path alone; each validation keeps the better of weights and average
+    assert [e["valid_mean_ne_weights"] for e in evals] == [e["valid_mean_ne"] for e in plain_evals]
+    assert all(e["valid_mean_ne"] == min(e["valid_mean_ne_weights"], e["valid_mean_ne_average"]) for e in evals)
+    assert any(e["valid_mean_ne_weights"] != e["valid_mean_ne_average"] for e in evals)
+    assert full["best_weights"] in ("weights", "average") and "best_weights" not in plain
     with pytest.raises(Interrupted):
         train(*tiny_files, tmp_path / "part", config, tiny_schema, stop_after=7, show_progress=False)
     resumed = train(*tiny_files, tmp_path / "part", config, tiny_schema, resume=True, show_progress=False)

@@ -13,6 +13,7 @@ import json
 import math
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +61,7 @@ class Progress:
     done: bool = False
     train_seconds: float = 0.0
     best_metrics: dict = field(default_factory=dict)
+    best_weights: str = "weights"  # weights | average (weight_averaging): which of the two best.pt holds
 
 
 def lr_factor(step: int, total_steps: int, config: TrainConfig) -> float:
@@ -297,40 +299,47 @@ class _Run:
             p.done = True
 
     def _evaluate(self, valid_data) -> None:
-        """Validate (and keep as best.pt when better) the averaged weights when averaging, else the weights."""
-        if self.average is None:
-            self._evaluate_weights(valid_data)
-            return
-        with self.average.applied():
-            self._evaluate_weights(valid_data)
-
-    def _evaluate_weights(self, valid_data) -> None:
+        """Validate the weights (and, when averaging, their average: the better of the two counts and is kept as
+        best.pt when it beats the best so far; early on, or on a short run, the average lags the weights)."""
         p = self.progress
-        with PHASES.phase("evaluate"):
-            probs = self._predict_all(valid_data)
-        if not np.isfinite(probs).all():
-            raise TrainingError(
-                f"training diverged by step {p.step}: the model predicts non-finite values; "
-                "lower lr / embedding_lr, or look for extreme values in the data"
-            )
-        with PHASES.phase("evaluate"):
-            metrics = all_metrics(SPEC.events, valid_data.labels.numpy(), probs, self.meta["train_base_rates"])
-        mean_ne = float(np.mean([m["ne"] for m in metrics.values()]))
-        self._log({"step": p.step, "valid": metrics, "valid_mean_ne": mean_ne})
+        results = {"weights": self._validate(valid_data)}
+        if self.average is not None:
+            with self.average.applied():
+                results["average"] = self._validate(valid_data)
+        source = min(results, key=lambda name: results[name][1])  # a tie keeps the weights
+        metrics, mean_ne = results[source]
+        record = {"step": p.step, "valid": metrics, "valid_mean_ne": mean_ne}
+        if self.average is not None:
+            record.update({f"valid_mean_ne_{name}": ne for name, (_, ne) in results.items()}, kept=source)
+        self._log(record)
         if self.progress_lines:
             best = min(mean_ne, p.best_ne)
             print(f"step {p.step}: valid mean NE {mean_ne:.4f} (best {best:.4f})", file=sys.stderr, flush=True)
         p.last_eval_step = p.step
         if mean_ne < p.best_ne:
             p.best_ne, p.best_step, p.bad_evals, p.best_metrics = mean_ne, p.step, 0, metrics
+            p.best_weights = source
             if self.world.is_main:
-                with PHASES.phase("checkpoint"):
+                with PHASES.phase("checkpoint"), self.average.applied() if source == "average" else nullcontext():
                     best = {"meta": self.meta, "model": self.model.state_dict(), "step": p.step}
                     self.writer.save(best, self.out / ckpt.BEST)
         else:
             p.bad_evals += 1
             if self.config.patience and p.bad_evals >= self.config.patience:
                 p.done = True
+
+    def _validate(self, valid_data) -> tuple[dict, float]:
+        """Metrics per event on ``valid_data`` of the model as it stands, and their mean NE."""
+        with PHASES.phase("evaluate"):
+            probs = self._predict_all(valid_data)
+        if not np.isfinite(probs).all():
+            raise TrainingError(
+                f"training diverged by step {self.progress.step}: the model predicts non-finite values; "
+                "lower lr / embedding_lr, or look for extreme values in the data"
+            )
+        with PHASES.phase("evaluate"):
+            metrics = all_metrics(SPEC.events, valid_data.labels.numpy(), probs, self.meta["train_base_rates"])
+        return metrics, float(np.mean([m["ne"] for m in metrics.values()]))
 
     def _predict_all(self, data: EncodedData) -> np.ndarray:
         """Probabilities (N, E) on ``data``; under torchrun each rank predicts its shard and all gather."""
@@ -389,6 +398,7 @@ class _Run:
             "train_seconds": round(p.train_seconds, 3),
             "samples_per_second": round(p.samples / max(p.train_seconds, 1e-9), 1),
             "valid": p.best_metrics,
+            **({"best_weights": p.best_weights} if self.average is not None else {}),
             "process_seconds": round(process_seconds(), 3),
             "phases": PHASES.report(),
         }

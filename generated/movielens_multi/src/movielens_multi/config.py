@@ -58,8 +58,8 @@ class TrainConfig:
     clip_norm: float = _option(1.0, "max global grad norm of the dense parameters; 0 disables")
     weight_averaging: float = _option(
         0.0,
-        "decay of an exponential moving average of every weight (embedding rows kept lazily, see averaging.py); "
-        "validation, best.pt and export use the average; per step at reference_batch_size; 0 = off; try 0.99",
+        "decay of an exponential moving average of every weight (embedding rows kept lazily, see averaging.py), per "
+        "step at reference_batch_size; each validation scores weights and average and keeps the better; 0 = off",
     )
     eval_every: int = _option(0, "validation every N steps; 0 = once per epoch")
     patience: int = _option(3, "stop after this many evaluations without a better validation NE")
