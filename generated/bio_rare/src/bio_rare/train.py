@@ -13,7 +13,6 @@ import json
 import math
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,7 +164,7 @@ class _Run:
         self.dense_opt, self.sparse_opt = optimizers.dense, optimizers.embedding
         self.dense_params = optimizers.dense_params
         self.scaling = batch_scaling(config)
-        self.average = None  # the averaged weights (weight_averaging > 0): what validation and best.pt use
+        self.average = None  # weight_averaging > 0: each validation also scores the average (see _evaluate)
         if config.weight_averaging:
             decay = step_decay(config.weight_averaging, config.batch_size, config.reference_batch_size)
             self.average = WeightAverage(self.model.parameters(), decay)
@@ -301,16 +300,24 @@ class _Run:
     def _evaluate(self, valid_data) -> None:
         """Validate the weights (and, when averaging, their average: the better of the two counts and is kept as
         best.pt when it beats the best so far; early on, or on a short run, the average lags the weights)."""
+        weights = self._validate(valid_data)
+        if self.average is None:
+            self._record({"weights": weights}, "weights")
+            return
+        with self.average.applied():
+            results = {"weights": weights, "average": self._validate(valid_data)}
+            if results["average"][1] < weights[1]:  # a tie keeps the weights
+                self._record(results, "average")  # best.pt is written while the average is applied
+                return
+        self._record(results, "weights")
+
+    def _record(self, results: dict[str, tuple[dict, float]], kept: str) -> None:
+        """Log the validation of ``results[kept]`` and keep the model as it stands as best.pt when it is best."""
         p = self.progress
-        results = {"weights": self._validate(valid_data)}
-        if self.average is not None:
-            with self.average.applied():
-                results["average"] = self._validate(valid_data)
-        source = min(results, key=lambda name: results[name][1])  # a tie keeps the weights
-        metrics, mean_ne = results[source]
+        metrics, mean_ne = results[kept]
         record = {"step": p.step, "valid": metrics, "valid_mean_ne": mean_ne}
         if self.average is not None:
-            record.update({f"valid_mean_ne_{name}": ne for name, (_, ne) in results.items()}, kept=source)
+            record.update({f"valid_mean_ne_{name}": ne for name, (_, ne) in results.items()}, kept=kept)
         self._log(record)
         if self.progress_lines:
             best = min(mean_ne, p.best_ne)
@@ -318,9 +325,9 @@ class _Run:
         p.last_eval_step = p.step
         if mean_ne < p.best_ne:
             p.best_ne, p.best_step, p.bad_evals, p.best_metrics = mean_ne, p.step, 0, metrics
-            p.best_weights = source
+            p.best_weights = kept
             if self.world.is_main:
-                with PHASES.phase("checkpoint"), self.average.applied() if source == "average" else nullcontext():
+                with PHASES.phase("checkpoint"):
                     best = {"meta": self.meta, "model": self.model.state_dict(), "step": p.step}
                     self.writer.save(best, self.out / ckpt.BEST)
         else:

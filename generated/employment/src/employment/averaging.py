@@ -117,7 +117,6 @@ class WeightAverage:
 
     def state_dict(self) -> dict:
         return {
-            "decay": self.decay,
             "updates": self.updates,
             "log_decay": self.log_decay,
             "average": list(self.average),
