@@ -57,7 +57,7 @@ class TrainConfig:
     min_lr_ratio: float = _option(0.1, "final lr = lr * min_lr_ratio")
     clip_norm: float = _option(1.0, "max global grad norm of the dense parameters; 0 disables")
     weight_averaging: float = _option(
-        0.0,
+        0.99,
         "decay of an exponential moving average of every weight (embedding rows kept lazily, see averaging.py), per "
         "step at reference_batch_size; each validation scores weights and average and keeps the better; 0 = off",
     )
