@@ -73,6 +73,7 @@ def train_run(package: Path, data: Path, run: Path, batch: int, epochs: int, cac
         "wall_seconds": round(wall, 2),
         "phases": {k: round(v, 3) for k, v in phases.items()},
         "valid_ne": label.ne,
+        "valid_ne_by_epoch": [r["valid"]["label"]["ne"] for r in log if "valid" in r],
         "valid_ne_train": label.ne_train,
         "valid_auc": label.auc,
         "valid_calibration": label.calibration,
@@ -162,28 +163,58 @@ def bf16_matmul_tflops() -> float:
     return 2 * 8192**3 * 10 / (time.perf_counter() - start) / 1e12
 
 
+def _delta(run: dict, base: dict) -> str:
+    """Relative valid NE against the first batch size's at the same seed."""
+    first = base.get(run.get("seed"))
+    return f"{100 * (run['valid_ne'] / first - 1):+.2f}%" if first else "–"
+
+
+def _by_seed(runs: list[dict], base: dict) -> list[str]:
+    """Where runs span seeds: per (batch, recipe) the mean valid NE and every seed's Δ against its first batch."""
+    if len(base) < 2:
+        return []
+    last = {(r["batch_size"], r.get("recipe", "default"), r.get("seed")): r for r in runs}  # warm over cold
+    groups: dict[tuple, list[dict]] = {}
+    for (batch, recipe, _), r in last.items():
+        groups.setdefault((batch, recipe), []).append(r)
+    lines = ["", "Over seeds (Δ: each seed against the first batch size at the same seed):", ""]
+    lines += ["| batch | recipe | seeds | mean valid NE | mean Δ | Δ by seed |", "|---:|---|---:|---:|---:|---|"]
+    for (batch, recipe), group in groups.items():
+        deltas = [100 * (r["valid_ne"] / base[r.get("seed")] - 1) for r in group if base.get(r.get("seed"))]
+        mean_ne = sum(r["valid_ne"] for r in group) / len(group)
+        mean_delta = f"{sum(deltas) / len(deltas):+.2f}%" if deltas else "–"
+        each = ", ".join(f"{d:+.2f}%" for d in deltas)
+        lines.append(f"| {batch:,} | {recipe} | {len(group)} | {mean_ne:.4f} | {mean_delta} | {each} |")
+    return lines
+
+
 def report(payload: dict) -> str:
     """Markdown: runs (throughputs, NE against the first batch size), phases, step rates, peers."""
     runs = payload["runs"]
-    first = [r for r in runs if r["batch_size"] == runs[0]["batch_size"]]
-    base = first[-1]["valid_ne"]  # the first batch size, warm cache
+    base = {}  # by seed: the first batch size's NE (its warm run where there are two)
+    for r in runs:
+        if r["batch_size"] == runs[0]["batch_size"] and r.get("recipe", "default") == "default":
+            base[r.get("seed")] = r["valid_ne"]
     lines = [
         f"Machine: {payload['device']}, torch {payload['torch']}, bf16 matmul {payload['bf16_matmul_tflops']:.0f} "
         f"TFLOP/s. Data: {payload['rows']:,} train rows (Criteo-shaped, cap {SETUP['cap']:,}), "
         f"{payload['rows'] // 10:,} valid rows; generated in {payload['data_seconds']:.0f} s.",
         "",
-        "| batch | recipe | cache | epochs | steps | loop samples/s | steady samples/s | whole process samples/s | "
-        "wall s | valid NE | Δ NE vs first | AUC | calibration |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| batch | recipe | seed | cache | epochs | steps | loop samples/s | steady samples/s | "
+        "whole process samples/s | wall s | valid NE | Δ NE vs first | NE by epoch | AUC | calibration |",
+        "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for r in runs:
         steady = f"{r['steady_samples_per_second']:,.0f}" if r["steady_samples_per_second"] else "–"
+        seed = "" if r.get("seed") is None else r["seed"]
+        by_epoch = " → ".join(f"{ne:.4f}" for ne in r.get("valid_ne_by_epoch", []))
         lines.append(
-            f"| {r['batch_size']:,} | {r.get('recipe', 'default')} | {r['cache']} | {r['epochs']} | {r['steps']} | "
-            f"{r['loop_samples_per_second']:,.0f} | {steady} | {r['process_samples_per_second']:,.0f} | "
-            f"{r['wall_seconds']:.1f} | {r['valid_ne']:.4f} | {100 * (r['valid_ne'] / base - 1):+.2f}% | "
+            f"| {r['batch_size']:,} | {r.get('recipe', 'default')} | {seed} | {r['cache']} | {r['epochs']} | "
+            f"{r['steps']} | {r['loop_samples_per_second']:,.0f} | {steady} | {r['process_samples_per_second']:,.0f} | "
+            f"{r['wall_seconds']:.1f} | {r['valid_ne']:.4f} | {_delta(r, base)} | {by_epoch} | "
             f"{r['valid_auc']:.4f} | {r['valid_calibration']:.3f} |"
         )
+    lines += _by_seed(runs, base)
     names = [n for n in PHASES if any(n in r["phases"] for r in runs)]
     names += sorted({n for r in runs for n in r["phases"]} - set(names))
     lines += ["", "Where each process's wall seconds went (startup = interpreter start to the CLI module):", ""]
@@ -235,6 +266,7 @@ def main() -> None:
     )
     parser.add_argument("--cache", help="the encoded-data cache folder (default: OUT/cache)")
     parser.add_argument("--once", action="store_true", help="train the first batch size once (no warm repeat)")
+    parser.add_argument("--seeds", default="", help="repeat every run at these seeds (e.g. 0,1); NE by seed")
     parser.add_argument("--compile-step", action="store_true", help="also time the step with compile=true")
     parser.add_argument("--step-packages", default="", help="more rendered packages whose eager step to time")
     parser.add_argument("--peer", default="", help="also a DeepCTR-Torch model (DCN) on cuda, at the 2nd batch")
@@ -275,12 +307,17 @@ def main() -> None:
     recipe_batches = [int(b) for b in args.recipe_batches.split(",") if b] or batches[1:]
     plan += [(b, "warm", "default") for b in batches[1:]]
     plan += [(b, "warm", name) for name in list(recipes)[1:] for b in recipe_batches]
-    for i, (batch, state, recipe) in enumerate(plan):
-        run = out / f"run-{i}-{batch}"
-        record = train_run(package, data, run, batch, args.epochs, cache, extra + recipes[recipe])
-        record.update(cache=state, recipe=recipe)
-        print(json.dumps(record), flush=True)
-        payload["runs"].append(record)
+    seeds = [int(s) for s in args.seeds.split(",") if s] or [None]  # None: the package's own seed
+    for seed in seeds:
+        if seed != seeds[0]:  # the cache is warm now: each later seed trains every (batch, recipe) once
+            plan = [(batch, "warm", recipe) for batch, _, recipe in (plan if args.once else plan[1:])]
+        for i, (batch, state, recipe) in enumerate(plan):
+            run = out / (f"run-{i}-{batch}" if seed is None else f"run-s{seed}-{i}-{batch}")
+            options = extra + recipes[recipe] + ([] if seed is None else [f"seed={seed}"])
+            record = train_run(package, data, run, batch, args.epochs, cache, options)
+            record.update(cache=state, recipe=recipe, seed=seed)
+            print(json.dumps(record), flush=True)
+            payload["runs"].append(record)
     variants = [(package, False)] + ([(package, True)] if args.compile_step else [])
     variants += [(Path(p), False) for p in args.step_packages.split(",") if p]
     for batch in [int(b) for b in args.profile_batches.split(",") if b]:

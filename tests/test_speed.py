@@ -79,3 +79,24 @@ def test_gpu_speed_report_compares_every_run_with_the_first_batch_warm():
     assert "| 4,096 | cold | 1.00 | 5.00 | – | 2.00 | 8.00 |" in text  # phases: default recipe only, in order
     assert "| 65,536 | warm |" not in text.split("Train step alone")[0].split("wall seconds went")[1]
     assert "| p | 65,536 | False | 10.00 | 6,553,600 | 3.8 |" in text
+
+
+def test_gpu_speed_report_compares_each_seed_with_its_own_first_batch():
+    from benchmarks.gpu_speed import report
+
+    def run(batch, seed, ne, cache="warm"):
+        return {
+            "batch_size": batch, "recipe": "default", "seed": seed, "cache": cache, "epochs": 2, "steps": 10,
+            "loop_samples_per_second": 1e6, "steady_samples_per_second": None, "process_samples_per_second": 2e5,
+            "wall_seconds": 1.0, "valid_ne": ne, "valid_ne_by_epoch": [ne + 0.01, ne], "valid_auc": 0.8,
+            "valid_calibration": 1.0, "phases": {"steps": 1.0},
+        }  # fmt: skip
+
+    payload = {"device": "cpu", "torch": "2", "bf16_matmul_tflops": 0.0, "rows": 1000, "data_seconds": 1.0}
+    payload["runs"] = [run(4096, 0, 0.90, "cold"), run(4096, 0, 0.80), run(65536, 0, 0.808)]
+    payload["runs"] += [run(4096, 1, 0.70), run(65536, 1, 0.714)]
+    text = report(payload)
+    assert "| 65,536 | default | 1 | warm |" in text and "| +2.00% | 0.7240 → 0.7140 |" in text  # seed 1 vs 0.70
+    summary = text.split("Over seeds")[1]
+    assert "| 4,096 | default | 2 | 0.7500 | +0.00% | +0.00%, +0.00% |" in summary  # the warm run, not the cold one
+    assert "| 65,536 | default | 2 | 0.7610 | +1.50% | +1.00%, +2.00% |" in summary
