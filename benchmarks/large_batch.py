@@ -10,7 +10,8 @@ settings; each larger batch runs every recipe:
 - ``none``: the tuned lrs as they are;
 - ``sqrt``: both lrs × √s (s = batch / reference batch);
 - ``cowclip``: the CowClip scaling rule (dense lr × √s, embedding lr × 1, embedding L2 × s, warmup in examples)
-  without the clipping;
+  without the clipping (since template v0.7.1 the lrs stop growing above the package's
+  ``critical_batch_size``, 4,096 by default; add ``critical_batch_size=0`` to a recipe for the plain rule);
 - ``cowclip+clip``: the same with CowClip's column-wise clipping (``embedding_clip=1``, ζ = 1e-5) and
   embedding L2 1e-4 scaled × s, as the paper pairs them.
 
