@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -209,6 +210,22 @@ def test_large_batch_scaling_rules():
     assert batch_scaling(smaller) == BatchScaling(1.0, 1.0, 1.0, 100)
     with pytest.raises(ConfigError, match="lr_scaling"):
         config_from_dict({"lr_scaling": "cubic"})
+
+
+def test_lrs_stop_growing_above_the_critical_batch_while_l2_and_warmup_follow_the_batch():
+    def scaling(batch: int, critical: int, rule: str = "auto") -> BatchScaling:
+        options = {"batch_size": batch, "reference_batch_size": 512, "critical_batch_size": critical}
+        return batch_scaling(config_from_dict({**options, "lr_scaling": rule, "warmup_steps": 100}))
+
+    assert scaling(4096, 4096) == scaling(4096, 0)  # at and below the critical batch nothing changes
+    assert scaling(2048, 4096) == BatchScaling(2.0, 1.0, 4.0, 25)
+    assert scaling(65536, 4096) == BatchScaling(math.sqrt(8), 1.0, 128.0, 1)  # the lr of 4,096, L2 and warmup of 65,536
+    assert scaling(65536, 0) == BatchScaling(math.sqrt(128), 1.0, 128.0, 1)  # 0 = no ceiling
+    assert scaling(65536, 4096, "linear") == BatchScaling(8.0, 8.0, 1.0, 100)
+    assert scaling(65536, 4096, "sqrt") == BatchScaling(math.sqrt(8), math.sqrt(8), 1.0, 100)
+    assert scaling(65536, 256) == BatchScaling(1.0, 1.0, 128.0, 1)  # a ceiling below the tuned batch never shrinks
+    with pytest.raises(ConfigError, match="critical_batch_size must be >= 0"):
+        config_from_dict({"critical_batch_size": -1})
 
 
 def test_cow_clip_caps_each_row_at_its_count_times_its_weight_norm():

@@ -46,6 +46,11 @@ class TrainConfig:
         "reference_batch_size (see large_batch.py); auto = cowclip above the reference batch, else none",
     )
     reference_batch_size: int = _option(512, "the batch size at which lr and embedding_lr were tuned")
+    critical_batch_size: int = _option(
+        4096,
+        "the lrs stop growing with the batch above this size (L2 and warmup still follow it; see large_batch.py); "
+        "0 = no ceiling",
+    )
     embedding_clip: float = _option(
         0.0,
         "CowClip: clip each embedding row's gradient to its count x max(embedding_clip x |row|, "
@@ -168,6 +173,7 @@ def _check(c: TrainConfig) -> None:
         "embedding_clip": c.embedding_clip,
         "embedding_clip_min": c.embedding_clip_min,
         "patience": c.patience,
+        "critical_batch_size": c.critical_batch_size,
         "log_every": c.log_every,
     }
     for key, value in non_negative.items():
