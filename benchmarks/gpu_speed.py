@@ -308,10 +308,9 @@ def main() -> None:
     plan += [(b, "warm", "default") for b in batches[1:]]
     plan += [(b, "warm", name) for name in list(recipes)[1:] for b in recipe_batches]
     seeds = [int(s) for s in args.seeds.split(",") if s] or [None]  # None: the package's own seed
+    later = [(batch, "warm", recipe) for batch, _, recipe in (plan if args.once else plan[1:])]  # cache is warm
     for seed in seeds:
-        if seed != seeds[0]:  # the cache is warm now: each later seed trains every (batch, recipe) once
-            plan = [(batch, "warm", recipe) for batch, _, recipe in (plan if args.once else plan[1:])]
-        for i, (batch, state, recipe) in enumerate(plan):
+        for i, (batch, state, recipe) in enumerate(plan if seed == seeds[0] else later):
             run = out / (f"run-{i}-{batch}" if seed is None else f"run-s{seed}-{i}-{batch}")
             options = extra + recipes[recipe] + ([] if seed is None else [f"seed={seed}"])
             record = train_run(package, data, run, batch, args.epochs, cache, options)
