@@ -163,10 +163,14 @@ def bf16_matmul_tflops() -> float:
     return 2 * 8192**3 * 10 / (time.perf_counter() - start) / 1e12
 
 
-def _delta(run: dict, base: dict) -> str:
-    """Relative valid NE against the first batch size's at the same seed."""
+def _delta(run: dict, base: dict) -> float | None:
+    """Relative valid NE in % against the first batch size's at the same seed (None: no such run)."""
     first = base.get(run.get("seed"))
-    return f"{100 * (run['valid_ne'] / first - 1):+.2f}%" if first else "–"
+    return 100 * (run["valid_ne"] / first - 1) if first else None
+
+
+def _percent(delta: float | None) -> str:
+    return "–" if delta is None else f"{delta:+.2f}%"
 
 
 def _by_seed(runs: list[dict], base: dict) -> list[str]:
@@ -180,10 +184,10 @@ def _by_seed(runs: list[dict], base: dict) -> list[str]:
     lines = ["", "Over seeds (Δ: each seed against the first batch size at the same seed):", ""]
     lines += ["| batch | recipe | seeds | mean valid NE | mean Δ | Δ by seed |", "|---:|---|---:|---:|---:|---|"]
     for (batch, recipe), group in groups.items():
-        deltas = [100 * (r["valid_ne"] / base[r.get("seed")] - 1) for r in group if base.get(r.get("seed"))]
+        deltas = [d for d in (_delta(r, base) for r in group) if d is not None]
         mean_ne = sum(r["valid_ne"] for r in group) / len(group)
-        mean_delta = f"{sum(deltas) / len(deltas):+.2f}%" if deltas else "–"
-        each = ", ".join(f"{d:+.2f}%" for d in deltas)
+        mean_delta = _percent(sum(deltas) / len(deltas) if deltas else None)
+        each = ", ".join(_percent(d) for d in deltas)
         lines.append(f"| {batch:,} | {recipe} | {len(group)} | {mean_ne:.4f} | {mean_delta} | {each} |")
     return lines
 
@@ -211,7 +215,7 @@ def report(payload: dict) -> str:
         lines.append(
             f"| {r['batch_size']:,} | {r.get('recipe', 'default')} | {seed} | {r['cache']} | {r['epochs']} | "
             f"{r['steps']} | {r['loop_samples_per_second']:,.0f} | {steady} | {r['process_samples_per_second']:,.0f} | "
-            f"{r['wall_seconds']:.1f} | {r['valid_ne']:.4f} | {_delta(r, base)} | {by_epoch} | "
+            f"{r['wall_seconds']:.1f} | {r['valid_ne']:.4f} | {_percent(_delta(r, base))} | {by_epoch} | "
             f"{r['valid_auc']:.4f} | {r['valid_calibration']:.3f} |"
         )
     lines += _by_seed(runs, base)
