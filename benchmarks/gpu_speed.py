@@ -199,9 +199,11 @@ def report(payload: dict) -> str:
     for r in runs:
         if r["batch_size"] == runs[0]["batch_size"] and r.get("recipe", "default") == "default":
             base[r.get("seed")] = r["valid_ne"]
+    peak = payload["bf16_matmul_tflops"]
     lines = [
-        f"Machine: {payload['device']}, torch {payload['torch']}, bf16 matmul {payload['bf16_matmul_tflops']:.0f} "
-        f"TFLOP/s. Data: {payload['rows']:,} train rows (Criteo-shaped, cap {SETUP['cap']:,}), "
+        f"Machine: {payload['device']}, torch {payload['torch']}"
+        + (f", bf16 matmul {peak:.0f} TFLOP/s" if peak else " (no GPU: fp32)")
+        + f". Data: {payload['rows']:,} train rows (Criteo-shaped, cap {SETUP['cap']:,}), "
         f"{payload['rows'] // 10:,} valid rows; generated in {payload['data_seconds']:.0f} s.",
         "",
         "| batch | recipe | seed | cache | epochs | steps | loop samples/s | steady samples/s | "

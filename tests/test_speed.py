@@ -79,6 +79,7 @@ def test_gpu_speed_report_compares_every_run_with_the_first_batch_warm():
     assert "| 4,096 | cold | 1.00 | 5.00 | – | 2.00 | 8.00 |" in text  # phases: default recipe only, in order
     assert "| 65,536 | warm |" not in text.split("Train step alone")[0].split("wall seconds went")[1]
     assert "| p | 65,536 | False | 10.00 | 6,553,600 | 3.8 |" in text
+    assert text.startswith("Machine: GPU, torch 2, bf16 matmul 1 TFLOP/s. Data: 1,000 train rows")
 
 
 def test_gpu_speed_report_compares_each_seed_with_its_own_first_batch():
@@ -96,6 +97,7 @@ def test_gpu_speed_report_compares_each_seed_with_its_own_first_batch():
     payload["runs"] = [run(4096, 0, 0.90, "cold"), run(4096, 0, 0.80), run(65536, 0, 0.808)]
     payload["runs"] += [run(4096, 1, 0.70), run(65536, 1, 0.714)]
     text = report(payload)
+    assert text.startswith("Machine: cpu, torch 2 (no GPU: fp32). Data:")  # no "bf16 matmul 0 TFLOP/s"
     assert "| 65,536 | default | 1 | warm |" in text and "| +2.00% | 0.7240 → 0.7140 |" in text  # seed 1 vs 0.70
     summary = text.split("Over seeds")[1]
     assert "| 4,096 | default | 2 | 0.7500 | +0.00% | +0.00%, +0.00% |" in summary  # the warm run, not the cold one
