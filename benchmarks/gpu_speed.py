@@ -11,7 +11,8 @@ trains twice, with a cold then a warm encoded-data cache (its own, under DIR); t
 reports where the process's wall time went (the template's phases), the train-loop and whole-process
 throughput (samples / process wall seconds, what a user sees) and validation NE. ``--profile-batches``
 times the train step alone on GPU-resident batches, eager and with ``compile=true``, and prints the top ops.
-Writes ``DIR/gpu_speed.json`` and ``DIR/gpu_speed.md``.
+Writes ``DIR/gpu_speed.json`` and ``DIR/gpu_speed.md``. ``--merge A/gpu_speed.json,B/gpu_speed.json --out DIR``
+reports runs of separate processes (a sweep of ``--extra`` options) as one, each labelled by its options.
 """
 
 from __future__ import annotations
@@ -251,6 +252,41 @@ def report(payload: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def merge(payloads: list[dict]) -> dict:
+    """One payload of the runs of separate ``gpu_speed`` processes on the same machine, data and torch.
+
+    A run's recipe is its own name, or else its ``--extra`` options other than ``seed=`` (``default`` when
+    none), and its seed is taken from ``seed=`` where the process had no ``--seeds``. Put the payload with the
+    reference batch size first: every Δ is against the first batch size at the same seed.
+    """
+    keys = ("device", "torch", "rows", "setup")
+    first = payloads[0]
+    for other in payloads[1:]:
+        differ = [k for k in keys if other.get(k) != first.get(k)]
+        if differ:
+            raise SystemExit(f"cannot merge runs whose {', '.join(differ)} differ; merge one machine's runs only")
+    merged = {**first, "runs": [], "steps": [], "data_seconds": first.get("data_seconds", 0.0)}
+    for payload in payloads:
+        for run in payload["runs"]:
+            options = [o for o in run.get("extra", []) if not o.startswith("seed=")]
+            seeds = [int(o.split("=", 1)[1]) for o in run.get("extra", []) if o.startswith("seed=")]
+            recipe = run.get("recipe", "default")
+            if recipe == "default" and options:
+                recipe = " ".join(options)
+            seed = run.get("seed") if run.get("seed") is not None else (seeds[-1] if seeds else None)
+            merged["runs"].append({**run, "recipe": recipe, "seed": seed})
+        merged["steps"] += payload.get("steps", [])
+    return merged
+
+
+def write(payload: dict, out: Path) -> None:
+    """``out/gpu_speed.json`` and ``out/gpu_speed.md``; prints the report."""
+    (out / "gpu_speed.json").write_text(json.dumps(payload, indent=2) + "\n")
+    text = report(payload)
+    (out / "gpu_speed.md").write_text(text)
+    print(text, flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--render")
@@ -276,11 +312,18 @@ def main() -> None:
     parser.add_argument("--compile-step", action="store_true", help="also time the step with compile=true")
     parser.add_argument("--step-packages", default="", help="more rendered packages whose eager step to time")
     parser.add_argument("--peer", default="", help="also a DeepCTR-Torch model (DCN) on cuda, at the 2nd batch")
+    parser.add_argument(
+        "--merge", default="", help="no training: one report of these gpu_speed.json files (comma-separated) in OUT"
+    )
     parser.add_argument("--step-only", type=int, default=0, help=argparse.SUPPRESS)  # a subprocess of --profile
     parser.add_argument("--compiled", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.render:
         render(Path(args.render))
+        return
+    if args.merge:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        write(merge([json.loads(Path(p).read_text()) for p in args.merge.split(",")]), Path(args.out))
         return
     import torch
 
@@ -338,10 +381,7 @@ def main() -> None:
     if args.peer:
         payload["peers"] = [peer_run(data, args.peer, batches[min(1, len(batches) - 1)])]
         print(json.dumps(payload["peers"]), flush=True)
-    (out / "gpu_speed.json").write_text(json.dumps(payload, indent=2) + "\n")
-    text = report(payload)
-    (out / "gpu_speed.md").write_text(text)
-    print(text, flush=True)
+    write(payload, out)
 
 
 if __name__ == "__main__":

@@ -102,3 +102,23 @@ def test_gpu_speed_report_compares_each_seed_with_its_own_first_batch():
     summary = text.split("Over seeds")[1]
     assert "| 4,096 | default | 2 | 0.7500 | +0.00% | +0.00%, +0.00% |" in summary  # the warm run, not the cold one
     assert "| 65,536 | default | 2 | 0.7610 | +1.50% | +1.00%, +2.00% |" in summary
+
+
+def test_gpu_speed_merge_labels_each_process_by_its_options_and_refuses_other_machines():
+    from benchmarks.gpu_speed import merge, report
+
+    def payload(batch, extra, ne, device="cpu"):
+        run = {
+            "batch_size": batch, "recipe": "default", "seed": None, "extra": extra, "cache": "warm", "epochs": 2,
+            "steps": 10, "loop_samples_per_second": 1e6, "steady_samples_per_second": None,
+            "process_samples_per_second": 2e5, "wall_seconds": 1.0, "valid_ne": ne, "valid_auc": 0.8,
+            "valid_calibration": 1.0, "phases": {"steps": 1.0},
+        }  # fmt: skip
+        return {"device": device, "torch": "2", "bf16_matmul_tflops": 0.0, "rows": 1000, "data_seconds": 1.0,
+                "setup": {}, "runs": [run], "steps": []}  # fmt: skip
+
+    merged = merge([payload(4096, ["seed=1"], 0.70), payload(65536, ["seed=1", "embedding_lr=0.1"], 0.707)])
+    assert [(r["recipe"], r["seed"]) for r in merged["runs"]] == [("default", 1), ("embedding_lr=0.1", 1)]
+    assert "| 65,536 | embedding_lr=0.1 | 1 | warm |" in report(merged) and "| +1.00% |" in report(merged)
+    with pytest.raises(SystemExit, match="device differ"):
+        merge([payload(4096, [], 0.7), payload(4096, [], 0.7, device="NVIDIA H100")])
