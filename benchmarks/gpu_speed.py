@@ -256,8 +256,9 @@ def merge(payloads: list[dict]) -> dict:
     """One payload of the runs of separate ``gpu_speed`` processes on the same machine, data and torch.
 
     A run's recipe is its own name, or else its ``--extra`` options other than ``seed=`` (``default`` when
-    none), and its seed is taken from ``seed=`` where the process had no ``--seeds``. Put the payload with the
-    reference batch size first: every Δ is against the first batch size at the same seed.
+    none), with ``epochs=N`` added where it trained other epochs than the first run; its seed is taken from
+    ``seed=`` where the process had no ``--seeds``. Put the payload with the reference batch size first: every
+    Δ is against the first batch size at the same seed.
     """
     keys = ("device", "torch", "rows", "setup")
     first = payloads[0]
@@ -269,6 +270,7 @@ def merge(payloads: list[dict]) -> dict:
     for payload in payloads:
         for run in payload["runs"]:
             options = [o for o in run.get("extra", []) if not o.startswith("seed=")]
+            options += [f"epochs={run['epochs']}"] if run["epochs"] != first["runs"][0]["epochs"] else []
             seeds = [int(o.split("=", 1)[1]) for o in run.get("extra", []) if o.startswith("seed=")]
             recipe = run.get("recipe", "default")
             if recipe == "default" and options:

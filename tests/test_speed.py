@@ -117,8 +117,12 @@ def test_gpu_speed_merge_labels_each_process_by_its_options_and_refuses_other_ma
         return {"device": device, "torch": "2", "bf16_matmul_tflops": 0.0, "rows": 1000, "data_seconds": 1.0,
                 "setup": {}, "runs": [run], "steps": []}  # fmt: skip
 
-    merged = merge([payload(4096, ["seed=1"], 0.70), payload(65536, ["seed=1", "embedding_lr=0.1"], 0.707)])
-    assert [(r["recipe"], r["seed"]) for r in merged["runs"]] == [("default", 1), ("embedding_lr=0.1", 1)]
+    one_epoch = payload(4096, ["seed=1"], 0.69)
+    one_epoch["runs"][0]["epochs"] = 1
+    runs = [payload(4096, ["seed=1"], 0.70), payload(65536, ["seed=1", "embedding_lr=0.1"], 0.707), one_epoch]
+    merged = merge(runs)
+    labels = [("default", 1), ("embedding_lr=0.1", 1), ("epochs=1", 1)]  # not a second default 4,096 base
+    assert [(r["recipe"], r["seed"]) for r in merged["runs"]] == labels
     assert "| 65,536 | embedding_lr=0.1 | 1 | warm |" in report(merged) and "| +1.00% |" in report(merged)
     with pytest.raises(SystemExit, match="device differ"):
         merge([payload(4096, [], 0.7), payload(4096, [], 0.7, device="NVIDIA H100")])
