@@ -266,11 +266,14 @@ def merge(payloads: list[dict]) -> dict:
         differ = [k for k in keys if other.get(k) != first.get(k)]
         if differ:
             raise SystemExit(f"cannot merge runs whose {', '.join(differ)} differ; merge one machine's runs only")
+    runs = [run for payload in payloads for run in payload.get("runs", [])]
+    if not runs:
+        raise SystemExit("nothing to merge: none of the files holds a run")
     merged = {**first, "runs": [], "steps": [], "data_seconds": first.get("data_seconds", 0.0)}
     for payload in payloads:
-        for run in payload["runs"]:
+        for run in payload.get("runs", []):
             options = [o for o in run.get("extra", []) if not o.startswith("seed=")]
-            options += [f"epochs={run['epochs']}"] if run["epochs"] != first["runs"][0]["epochs"] else []
+            options += [f"epochs={run['epochs']}"] if run["epochs"] != runs[0]["epochs"] else []
             seeds = [int(o.split("=", 1)[1]) for o in run.get("extra", []) if o.startswith("seed=")]
             recipe = run.get("recipe", "default")
             if recipe == "default" and options:
@@ -279,6 +282,17 @@ def merge(payloads: list[dict]) -> dict:
             merged["runs"].append({**run, "recipe": recipe, "seed": seed})
         merged["steps"] += payload.get("steps", [])
     return merged
+
+
+def _load_payload(path: Path) -> dict:
+    """A ``gpu_speed.json``, or a one-line error naming the file that is missing or not one."""
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"cannot merge {path}: {err}; pass gpu_speed.json files written by this script") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("runs"), list):
+        raise SystemExit(f"cannot merge {path}: it has no 'runs' list; pass gpu_speed.json files of this script")
+    return payload
 
 
 def write(payload: dict, out: Path) -> None:
@@ -325,7 +339,7 @@ def main() -> None:
         return
     if args.merge:
         Path(args.out).mkdir(parents=True, exist_ok=True)
-        write(merge([json.loads(Path(p).read_text()) for p in args.merge.split(",")]), Path(args.out))
+        write(merge([_load_payload(Path(p)) for p in args.merge.split(",")]), Path(args.out))
         return
     import torch
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -11,7 +13,7 @@ import pytest
 from scaffold.peers.deepctr import normalized_entropy
 from scaffold.speed import CRITEO_CARDINALITIES, SpeedSetup, make_dataset
 
-from .helpers import run_tool
+from .helpers import REPO, run_tool
 
 
 def test_criteo_shaped_set_has_the_criteo_columns_and_capped_cardinalities(tmp_path):
@@ -126,3 +128,14 @@ def test_gpu_speed_merge_labels_each_process_by_its_options_and_refuses_other_ma
     assert "| 65,536 | embedding_lr=0.1 | 1 | warm |" in report(merged) and "| +1.00% |" in report(merged)
     with pytest.raises(SystemExit, match="device differ"):
         merge([payload(4096, [], 0.7), payload(4096, [], 0.7, device="NVIDIA H100")])
+
+
+def test_gpu_speed_merge_names_a_missing_or_corrupt_file(tmp_path):
+    bad = tmp_path / "gpu_speed.json"
+    bad.write_text("{not json")
+    for path in (bad, tmp_path / "absent.json"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks.gpu_speed", "--merge", str(path), "--out", str(tmp_path / "o")],
+            capture_output=True, text=True, cwd=REPO,
+        )  # fmt: skip
+        assert proc.returncode != 0 and f"cannot merge {path}" in proc.stderr.strip().splitlines()[-1]
