@@ -269,18 +269,17 @@ def merge(payloads: list[dict]) -> dict:
     runs = [run for payload in payloads for run in payload.get("runs", [])]
     if not runs:
         raise SystemExit("nothing to merge: none of the files holds a run")
-    merged = {**first, "runs": [], "steps": [], "data_seconds": first.get("data_seconds", 0.0)}
-    for payload in payloads:
-        for run in payload.get("runs", []):
-            options = [o for o in run.get("extra", []) if not o.startswith("seed=")]
-            options += [f"epochs={run['epochs']}"] if run["epochs"] != runs[0]["epochs"] else []
-            seeds = [int(o.split("=", 1)[1]) for o in run.get("extra", []) if o.startswith("seed=")]
-            recipe = run.get("recipe", "default")
-            if recipe == "default" and options:
-                recipe = " ".join(options)
-            seed = run.get("seed") if run.get("seed") is not None else (seeds[-1] if seeds else None)
-            merged["runs"].append({**run, "recipe": recipe, "seed": seed})
-        merged["steps"] += payload.get("steps", [])
+    steps = [step for payload in payloads for step in payload.get("steps", [])]
+    merged = {**first, "runs": [], "steps": steps, "data_seconds": first.get("data_seconds", 0.0)}
+    for run in runs:
+        options = [o for o in run.get("extra", []) if not o.startswith("seed=")]
+        options += [f"epochs={run['epochs']}"] if run["epochs"] != runs[0]["epochs"] else []
+        seeds = [int(o.split("=", 1)[1]) for o in run.get("extra", []) if o.startswith("seed=")]
+        recipe = run.get("recipe", "default")
+        if recipe == "default" and options:
+            recipe = " ".join(options)
+        seed = run.get("seed") if run.get("seed") is not None else (seeds[-1] if seeds else None)
+        merged["runs"].append({**run, "recipe": recipe, "seed": seed})
     return merged
 
 
