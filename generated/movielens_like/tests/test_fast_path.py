@@ -320,6 +320,9 @@ def test_train_reports_where_the_process_time_went(tmp_path, tiny_schema, tiny_f
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["phases"] == phases
 
 
+CAPTURE = {"capture_output": True, "text": True}
+
+
 @pytest.mark.distributed
 def test_torchrun_two_processes_match_one_process(tmp_path, tiny_schema, tiny_files):
     """gloo, 2 CPU processes, same global batch: the validation NE of one process within 1e-3.
@@ -332,10 +335,12 @@ def test_torchrun_two_processes_match_one_process(tmp_path, tiny_schema, tiny_fi
     args += ["--quiet", "epochs=2", "batch_size=256", "warmup_steps=5"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
     package = ["-m", "movielens_like", *args]
-    one = subprocess.run([sys.executable, *package, "--out", str(tmp_path / "one")], env=env)
+    one = subprocess.run([sys.executable, *package, "--out", str(tmp_path / "one")], env=env, **CAPTURE)
+    assert one.returncode == 0, one.stderr[-3000:]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    two = subprocess.run([*torchrun, *package, "--out", str(tmp_path / "two")], env=env)
-    assert one.returncode == 0 and two.returncode == 0
+    two = subprocess.run([*torchrun, *package, "--out", str(tmp_path / "two")], env=env, **CAPTURE)
+    assert two.returncode == 0, two.stderr[-3000:]  # the failing rank's traceback and torchrun's summary
+    assert json.loads(two.stdout)["steps"] > 0  # one summary: rank 1 prints nothing
     single = json.loads((tmp_path / "one" / "metrics.json").read_text())
     parallel = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert parallel["steps"] == single["steps"]

@@ -101,6 +101,7 @@ def train(
         check_same_inputs(resumed["meta"].get("inputs"), inputs)
         config = config_from_dict(resumed["meta"]["config"])
     world = dist.init_world(_device(config.device).type)
+    completed = False
     try:
         if not world.is_main:
             dist.barrier(world)  # rank 0 encodes (and caches) first; the others then load its cache entries
@@ -137,9 +138,11 @@ def train(
             run = _Run(config, meta, out, model, world)
             if resumed is not None:
                 run.restore(resumed)
-        return run.fit(source, valid_data, stop_after, _progress_mode(show_progress) if world.is_main else "off")
+        summary = run.fit(source, valid_data, stop_after, _progress_mode(show_progress) if world.is_main else "off")
+        completed = True
+        return summary
     finally:
-        dist.close_world(world)
+        dist.close_world(world, completed)
 
 
 def _progress_mode(show_progress: bool | None) -> str:
@@ -169,9 +172,11 @@ class _Run:
             decay = step_decay(config.weight_averaging, config.batch_size, config.reference_batch_size)
             self.average = WeightAverage(self.model.parameters(), decay)
         self.forward = model
+        # Row-sparse gradients (every backend but nccl) are averaged over ranks by distributed.py, not by DDP.
+        sparse = world.enabled and world.backend != "nccl"
+        self.sparse_params = model.embedding_parameters() if sparse else []
         if world.enabled:
-            ids = [world.local_rank] if self.device.type == "cuda" else None
-            self.forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+            self.forward = dist.data_parallel(model, world, list(model.embedding_parameter_names()) if sparse else [])
         if config.compile:
             compile_dense_stages(model)
         self.progress = Progress()
@@ -256,6 +261,7 @@ class _Run:
         if self.sparse_opt is not None:
             self.sparse_opt.zero_grad(set_to_none=True)
         loss.backward()
+        dist.average_sparse_gradients(self.sparse_params, self.world)
         if self.config.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.dense_params, self.config.clip_norm)
         if self.average is not None:
