@@ -122,10 +122,6 @@ class RankingModel(nn.Module):
         named = dict(self.named_parameters())
         return [named[n] for n in self._embedding_names]
 
-    def embedding_parameter_names(self) -> tuple[str, ...]:
-        """The names of ``embedding_parameters``, in the same order."""
-        return self._embedding_names
-
     def embedding_decay_masks(self, multi_hot: bool = True) -> dict[nn.Parameter, torch.Tensor]:
         """Embedding parameter → (rows,) mask of the rows weight decay may touch; a parameter not named decays
         whole. The fused table of a model with QR features has one (its remainder rows are kept out); with

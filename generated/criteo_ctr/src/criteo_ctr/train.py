@@ -163,7 +163,8 @@ class _Run:
         self.device = _device(config.device, world.local_rank)
         self.model = model.to(self.device)
         # nccl cannot all-reduce sparse gradients: under it the tables take dense gradients and Adam.
-        optimizers = build_optimizers(model, config, sparse_gradients=world.backend != "nccl")
+        sparse_gradients = world.backend != "nccl"
+        optimizers = build_optimizers(model, config, sparse_gradients=sparse_gradients)
         self.dense_opt, self.sparse_opt = optimizers.dense, optimizers.embedding
         self.dense_params = optimizers.dense_params
         self.scaling = batch_scaling(config)
@@ -172,11 +173,10 @@ class _Run:
             decay = step_decay(config.weight_averaging, config.batch_size, config.reference_batch_size)
             self.average = WeightAverage(self.model.parameters(), decay)
         self.forward = model
-        # Row-sparse gradients (every backend but nccl) are averaged over ranks by distributed.py, not by DDP.
-        sparse = world.enabled and world.backend != "nccl"
-        self.sparse_params = model.embedding_parameters() if sparse else []
+        # Row-sparse gradients are averaged over ranks by distributed.py, not by DDP.
+        self.sparse_params = model.embedding_parameters() if world.enabled and sparse_gradients else []
         if world.enabled:
-            self.forward = dist.data_parallel(model, world, list(model.embedding_parameter_names()) if sparse else [])
+            self.forward = dist.data_parallel(model, world, self.sparse_params)
         if config.compile:
             compile_dense_stages(model)
         self.progress = Progress()

@@ -72,20 +72,20 @@ def barrier(world: World) -> None:
         dist.barrier()
 
 
-def data_parallel(model: torch.nn.Module, world: World, sparse_names: list[str]) -> torch.nn.Module:
-    """``model`` under ``DistributedDataParallel`` for its dense parameters; the parameters named in
-    ``sparse_names`` (row-sparse gradients) are left to ``average_sparse_gradients``.
+def data_parallel(model: torch.nn.Module, world: World, sparse_params: list[torch.nn.Parameter]) -> torch.nn.Module:
+    """``model`` under ``DistributedDataParallel`` for its dense parameters; ``sparse_params`` (row-sparse
+    gradients) are left to ``average_sparse_gradients``.
 
     DDP's own sparse path runs gloo's sparse all-reduce (a coalesce) on a worker thread while backward still
     runs, and it corrupted the heap in about one two-process CPU run in 60 (malloc's "unaligned tcache chunk"
     inside ``AsyncSparseAllreduceWork``, from a core dump). Those parameters start equal on every rank, as DDP
     makes its own: rank 0 broadcasts them.
     """
-    named = dict(model.named_parameters())
-    for name in sparse_names:
-        dist.broadcast(named[name].data, src=0)
+    for param in sparse_params:
+        dist.broadcast(param.data, src=0)
+    kept_out = {id(param) for param in sparse_params}
     DDP = torch.nn.parallel.DistributedDataParallel
-    DDP._set_params_and_buffers_to_ignore_for_model(model, list(sparse_names))
+    DDP._set_params_and_buffers_to_ignore_for_model(model, [n for n, p in model.named_parameters() if id(p) in kept_out])
     device = next(model.parameters()).device
     return DDP(model, device_ids=[world.local_rank] if device.type == "cuda" else None)
 
@@ -106,7 +106,7 @@ def average_sparse_gradients(params: list[torch.nn.Parameter], world: World) -> 
             values = param.new_zeros((0, *param.shape[1:]))
         else:
             indices, values = grad._indices().t().contiguous(), grad._values().contiguous()
-        indices, values = gather(indices, world), gather(values, world)
+        indices, values = gather_rows([indices, values], world)
         if len(indices) == 0:
             param.grad = None
             continue
@@ -121,19 +121,28 @@ def shard(index: torch.Tensor, world: World) -> torch.Tensor:
 
 def gather(values: torch.Tensor, world: World) -> torch.Tensor:
     """Concatenate every rank's rows (n_r, ...) in rank order; shards may differ in length by one or more."""
+    return gather_rows([values], world)[0]
+
+
+def gather_rows(tensors: list[torch.Tensor], world: World) -> list[torch.Tensor]:
+    """``gather`` of tensors with the same rows on each rank (n_r, ...): one exchange of the row counts for all."""
     if not world.enabled:
-        return values
-    count = torch.tensor([values.shape[0]], dtype=torch.long, device=values.device)
+        return tensors
+    first = tensors[0]
+    count = torch.tensor([first.shape[0]], dtype=torch.long, device=first.device)
     counts = [torch.zeros_like(count) for _ in range(world.size)]
     dist.all_gather(counts, count)
     longest = int(max(c.item() for c in counts))
     if longest == 0:
-        return values
-    padded = values.new_zeros((longest, *values.shape[1:]))
-    padded[: values.shape[0]] = values
-    parts = [torch.zeros_like(padded) for _ in range(world.size)]
-    dist.all_gather(parts, padded)
-    return torch.cat([part[: int(c.item())] for part, c in zip(parts, counts)])
+        return tensors
+    gathered = []
+    for values in tensors:
+        padded = values.new_zeros((longest, *values.shape[1:]))
+        padded[: values.shape[0]] = values
+        parts = [torch.zeros_like(padded) for _ in range(world.size)]
+        dist.all_gather(parts, padded)
+        gathered.append(torch.cat([part[: int(c.item())] for part, c in zip(parts, counts)]))
+    return gathered
 
 
 def any_rank(flag: bool, world: World) -> bool:
