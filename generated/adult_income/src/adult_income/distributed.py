@@ -85,7 +85,9 @@ def data_parallel(model: torch.nn.Module, world: World, sparse_params: list[torc
         dist.broadcast(param.data, src=0)
     kept_out = {id(param) for param in sparse_params}
     DDP = torch.nn.parallel.DistributedDataParallel
-    DDP._set_params_and_buffers_to_ignore_for_model(model, [n for n, p in model.named_parameters() if id(p) in kept_out])
+    DDP._set_params_and_buffers_to_ignore_for_model(
+        model, [n for n, p in model.named_parameters() if id(p) in kept_out]
+    )
     device = next(model.parameters()).device
     return DDP(model, device_ids=[world.local_rank] if device.type == "cuda" else None)
 
