@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from scaffold.cli import main
 
 from .helpers import REPO
@@ -23,4 +25,10 @@ def test_demo_runs_the_whole_loop_and_prints_the_same_metrics_every_time(tmp_pat
     again_code, again = _demo(tmp_path / "b", capsys)
     assert again_code == 0
     first, second = (json.loads(text[text.index("\n{") :]) for text in (out, again))
-    assert first["test"] == second["test"] and first["train"]["steps"] == second["train"]["steps"]
+    assert first["train"]["steps"] == second["train"]["steps"]
+    # The same to the 4 decimals the demo prints, not to the bit: PyTorch does not promise bitwise-equal CPU
+    # results run to run, and a loaded CI machine once gave test NE 0.99895899767 against 0.99895898948 from
+    # the same data (AUC 0.694066 against 0.694061: half a pair of 203 x 597, two scores tied in one run only).
+    assert first["test"].keys() == second["test"].keys()
+    for event, metrics in first["test"].items():
+        assert metrics == pytest.approx(second["test"][event], rel=1e-4), event
