@@ -212,13 +212,15 @@ def test_large_batch_scaling_rules():
         config_from_dict({"lr_scaling": "cubic"})
 
 
-def test_lrs_stop_growing_above_the_critical_batch_while_l2_and_warmup_follow_the_batch():
-    def scaling(batch: int, critical: int, rule: str = "auto") -> BatchScaling:
+def test_lrs_peak_at_the_critical_batch_while_l2_and_warmup_follow_the_batch():
+    def scaling(batch: int, critical: int, rule: str = "auto", above: str = "flat") -> BatchScaling:
         options = {"batch_size": batch, "reference_batch_size": 512, "critical_batch_size": critical}
-        return batch_scaling(config_from_dict({**options, "lr_scaling": rule, "warmup_steps": 100}))
+        config = {**options, "lr_scaling": rule, "warmup_steps": 100, "lr_above_critical": above}
+        return batch_scaling(config_from_dict(config))
 
-    assert scaling(4096, 4096) == scaling(4096, 0)  # at and below the critical batch nothing changes
-    assert scaling(2048, 4096) == BatchScaling(2.0, 1.0, 4.0, 25)
+    for above in ("flat", "fall"):  # at and below the critical batch nothing changes
+        assert scaling(4096, 4096, above=above) == scaling(4096, 0, above=above)
+        assert scaling(2048, 4096, above=above) == BatchScaling(2.0, 1.0, 4.0, 25)
     assert scaling(65536, 4096) == BatchScaling(math.sqrt(8), 1.0, 128.0, 1)  # the lr of 4,096, L2 and warmup of 65,536
     assert scaling(65536, 0) == BatchScaling(math.sqrt(128), 1.0, 128.0, 1)  # 0 = no ceiling
     assert scaling(65536, 4096, "linear") == BatchScaling(8.0, 8.0, 1.0, 100)
@@ -226,6 +228,26 @@ def test_lrs_stop_growing_above_the_critical_batch_while_l2_and_warmup_follow_th
     assert scaling(65536, 256) == BatchScaling(1.0, 1.0, 128.0, 1)  # a ceiling below the tuned batch never shrinks
     with pytest.raises(ConfigError, match="critical_batch_size must be >= 0"):
         config_from_dict({"critical_batch_size": -1})
+
+
+def test_lrs_fall_above_the_critical_batch_by_the_surge_curve():
+    def scaling(batch: int, rule: str = "auto", critical: int = 4096) -> BatchScaling:
+        options = {"batch_size": batch, "reference_batch_size": 512, "critical_batch_size": critical}
+        return batch_scaling(config_from_dict({**options, "lr_scaling": rule, "warmup_steps": 100}))
+
+    assert config_from_dict({}).lr_above_critical == "fall"  # the default
+    peak = math.sqrt(8)  # the dense lr multiplier at 4,096
+    assert scaling(4096).dense_lr == peak
+    assert scaling(16384).dense_lr == pytest.approx(peak * 2 / (0.5 + 2))  # 4x the critical batch: x0.8
+    assert scaling(65536) == BatchScaling(pytest.approx(peak * 2 / (0.25 + 4)), 1.0, 128.0, 1)  # 16x: x0.47
+    falls = [scaling(b).dense_lr for b in (4096, 8192, 16384, 65536, 131072, 1 << 20)]
+    assert falls == sorted(falls, reverse=True)  # it only falls, and stays positive
+    assert falls[-1] > 0
+    assert scaling(65536, "linear") == BatchScaling(*[pytest.approx(8 * 2 / 4.25)] * 2, 1.0, 100)
+    assert scaling(65536, "sqrt").embedding_lr == pytest.approx(peak * 2 / 4.25)
+    assert scaling(65536, critical=0).dense_lr == math.sqrt(128)  # no critical batch: nothing falls
+    with pytest.raises(ConfigError, match="lr_above_critical must be fall or flat"):
+        config_from_dict({"lr_above_critical": "down"})
 
 
 def test_cow_clip_caps_each_row_at_its_count_times_its_weight_norm():

@@ -13,13 +13,17 @@ cowclip     ×√s             ×1                ×s               the same exa
 auto        ``cowclip`` when s > 1, else ``none`` (the default: nothing moves at or below the tuned batch)
 ==========  ==============  ================  ===============  ======================================
 
-Above ``critical_batch_size`` the lrs stop growing: their ``s`` is that of the critical batch, while the
-embedding L2 and the warmup still follow the real ``s``. Adam's best lr grows with the batch only up to a
-critical batch size, after which the gradient noise no longer limits the step (McCandlish et al. 2018, "An
-Empirical Model of Large-Batch Training"); past it a √s dense lr overshoots. On the Criteo-shaped set of
-issue #11 (dcn_v2, 4M rows, 2 epochs, 2 seeds, ``benchmarks/results/large_batch_criteo.md``), batch 65,536
-with the lr of batch 4,096 ends +0.4% valid NE behind 4,096 (both seeds); with the √s lr (0.023) +1.9% (seed 0;
-+1.4% on an H100, ``gpu_speed_v062.md``).
+At ``critical_batch_size`` the lrs peak. Above it they fall again (training option ``lr_above_critical``,
+default ``fall``): each lr is its value at the critical batch times ``2 / (√(c/b) + √(b/c))``, 1 at the critical
+batch ``c`` and about ``2√(c/b)`` far above it, while the embedding L2 and the warmup still follow the real ``s``.
+``flat`` keeps the lrs at their critical-batch value instead (templates up to v0.7.4). Adam's best lr grows
+with the batch only up to a critical batch size, after which the gradient noise no longer limits the step
+(McCandlish et al. 2018, "An Empirical Model of Large-Batch Training"), and then falls again: the "surge" of
+Li et al. 2024 ("Surge Phenomenon in Optimal Learning Rate and Batch Size Scaling"), whose curve
+``2 ε_max / (√(B_noise/B) + √(B/B_noise))`` is the factor above. On the Criteo-shaped set of issue #11 (dcn_v2,
+4M rows, 2 epochs, 2 seeds, ``benchmarks/results/large_batch_criteo_fall.md``), valid NE against batch 4,096 is
++0.05% at 65,536 with the fall (dense lr 0.0027) against +0.42% flat (0.0057), and +0.90% at 131,072 (0.0019)
+against +1.30%; with the uncapped √s lr (0.023) 65,536 was +1.9%.
 
 ``cowclip`` is the scaling rule of CowClip (Zheng et al., AAAI 2023), meant to go with its adaptive
 column-wise clipping of embedding gradients (training option ``embedding_clip``, see ``optim.cow_clip``): an
@@ -51,21 +55,40 @@ def batch_scaling(config: TrainConfig) -> BatchScaling:
     >>> from .config import config_from_dict
     >>> batch_scaling(config_from_dict({"batch_size": 2048, "lr_scaling": "cowclip", "warmup_steps": 100}))
     BatchScaling(dense_lr=2.0, embedding_lr=1.0, embedding_decay=4.0, warmup_steps=25)
-    >>> batch_scaling(config_from_dict({"batch_size": 65536, "critical_batch_size": 8192, "warmup_steps": 100}))
+    >>> flat = {"batch_size": 65536, "critical_batch_size": 8192, "lr_above_critical": "flat", "warmup_steps": 100}
+    >>> batch_scaling(config_from_dict(flat))
     BatchScaling(dense_lr=4.0, embedding_lr=1.0, embedding_decay=128.0, warmup_steps=1)
+    >>> round(batch_scaling(config_from_dict({**flat, "lr_above_critical": "fall"})).dense_lr, 4)  # 4 x 0.629
+    2.5142
     """
     s = config.batch_size / config.reference_batch_size
-    lr_s = s  # the lrs' s: that of the critical batch above it, never below the tuned batch's 1
+    lr_s, fall = s, 1.0  # the lrs' s (that of the critical batch above it) and the factor they fall by there
     if config.critical_batch_size:
-        lr_s = min(s, max(1.0, config.critical_batch_size / config.reference_batch_size))
+        critical_s = max(1.0, config.critical_batch_size / config.reference_batch_size)  # never below the tuned 1
+        if s > critical_s:
+            lr_s = critical_s
+            if config.lr_above_critical == "fall":
+                fall = surge_factor(s / critical_s)
     rule = config.lr_scaling
     if rule == "auto":
         rule = "cowclip" if s > 1 else "none"
     if rule == "linear":
-        return BatchScaling(lr_s, lr_s, 1.0, config.warmup_steps)
+        return BatchScaling(lr_s * fall, lr_s * fall, 1.0, config.warmup_steps)
     if rule == "sqrt":
-        return BatchScaling(math.sqrt(lr_s), math.sqrt(lr_s), 1.0, config.warmup_steps)
+        return BatchScaling(math.sqrt(lr_s) * fall, math.sqrt(lr_s) * fall, 1.0, config.warmup_steps)
     if rule == "cowclip":
         warmup = math.ceil(config.warmup_steps / s) if config.warmup_steps else 0
-        return BatchScaling(math.sqrt(lr_s), 1.0, s, warmup)
+        return BatchScaling(math.sqrt(lr_s) * fall, 1.0, s, warmup)
     return BatchScaling(1.0, 1.0, 1.0, config.warmup_steps)
+
+
+def surge_factor(ratio: float) -> float:
+    """The lr at ``ratio`` times the critical batch over the lr at the critical batch: ``2 / (1/√r + √r)``.
+
+    1 at the critical batch, symmetric in log-batch, about ``2 / √ratio`` far above it.
+
+    >>> [round(surge_factor(r), 3) for r in (1, 4, 16, 32)]
+    [1.0, 0.8, 0.471, 0.343]
+    """
+    root = math.sqrt(ratio)
+    return 2.0 / (1.0 / root + root)

@@ -48,8 +48,13 @@ class TrainConfig:
     reference_batch_size: int = _option(512, "the batch size at which lr and embedding_lr were tuned")
     critical_batch_size: int = _option(
         4096,
-        "the lrs stop growing with the batch above this size (L2 and warmup still follow it; see large_batch.py); "
-        "0 = no ceiling",
+        "the lrs peak at this batch size and do not grow above it (L2 and warmup still follow the batch; see "
+        "large_batch.py); 0 = no ceiling",
+    )
+    lr_above_critical: str = _option(
+        "fall",
+        "fall | flat: above critical_batch_size the lrs fall by 2 / (sqrt(c/b) + sqrt(b/c)) (the Adam 'surge' "
+        "curve; 0.47x at 16x the critical batch) or stay at their critical-batch value (templates up to v0.7.4)",
     )
     embedding_clip: float = _option(
         0.0,
@@ -191,6 +196,8 @@ def _check(c: TrainConfig) -> None:
         raise ConfigError(
             f"training option lr_scaling must be auto, none, linear, sqrt or cowclip, got {c.lr_scaling!r}"
         )
+    if c.lr_above_critical not in ("fall", "flat"):
+        raise ConfigError(f"training option lr_above_critical must be fall or flat, got {c.lr_above_critical!r}")
     if c.embedding_decay_scaling not in ("none", "frequency"):
         raise ConfigError(
             f"training option embedding_decay_scaling must be none or frequency, got {c.embedding_decay_scaling!r}"
