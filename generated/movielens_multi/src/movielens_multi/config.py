@@ -192,15 +192,13 @@ def _check(c: TrainConfig) -> None:
         raise ConfigError(f"training option min_lr_ratio must be in [0, 1], got {c.min_lr_ratio}")
     if c.stream and c.negative_sampling < 1:
         raise ConfigError("training options stream and negative_sampling < 1 cannot be combined; drop one")
-    if c.lr_scaling not in ("auto", "none", "linear", "sqrt", "cowclip"):
-        raise ConfigError(
-            f"training option lr_scaling must be auto, none, linear, sqrt or cowclip, got {c.lr_scaling!r}"
-        )
-    if c.lr_above_critical not in ("fall", "flat"):
-        raise ConfigError(f"training option lr_above_critical must be fall or flat, got {c.lr_above_critical!r}")
-    if c.embedding_decay_scaling not in ("none", "frequency"):
-        raise ConfigError(
-            f"training option embedding_decay_scaling must be none or frequency, got {c.embedding_decay_scaling!r}"
-        )
-    if c.device not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"training option device must be auto, cpu or cuda, got {c.device!r}")
+    choices = {
+        "lr_scaling": (c.lr_scaling, ("auto", "none", "linear", "sqrt", "cowclip")),
+        "lr_above_critical": (c.lr_above_critical, ("fall", "flat")),
+        "embedding_decay_scaling": (c.embedding_decay_scaling, ("none", "frequency")),
+        "device": (c.device, ("auto", "cpu", "cuda")),
+    }
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            names = ", ".join(allowed[:-1]) + f" or {allowed[-1]}"
+            raise ConfigError(f"training option {key} must be {names}, got {value!r}")
