@@ -187,17 +187,21 @@ class PackageCLI:
     """The CLI of the package at ``path`` (its import name is the directory name).
 
     ``features`` points every command at another ``features.yaml`` than the package's own (the benchmarks
-    train one rendered package on several task layouts).
+    train one rendered package on several task layouts); ``threads`` sets its processes' ``OMP_NUM_THREADS``
+    (default: inherited).
     """
 
     path: Path
     features: Path | None = None
+    threads: int | None = None
 
     def _options(self) -> list[str]:
         return ["--features", str(self.features)] if self.features else []
 
     def _run(self, *args: str, show_stderr: bool = False) -> str:
-        return runner.check_cli(self.path, *self._options(), *args, capture_stderr=not show_stderr)
+        return runner.check_cli(
+            self.path, *self._options(), *args, capture_stderr=not show_stderr, threads=self.threads
+        )
 
     def command(self, *args: str) -> list[str]:
         """The full command line of ``args`` (for callers that measure the process themselves)."""

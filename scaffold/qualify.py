@@ -84,9 +84,8 @@ class JobResult:
 
 def run_job(job: TrainJob) -> JobResult:
     """Train and evaluate through the package's own CLI (a subprocess of the worker)."""
-    os.environ["OMP_NUM_THREADS"] = str(job.threads)
     started = time.perf_counter()
-    cli, data = PackageCLI(Path(job.path)), Path(job.data)
+    cli, data = PackageCLI(Path(job.path), threads=job.threads), Path(job.data)
     with tempfile.TemporaryDirectory(prefix="smt-qualify-") as tmp:
         out = Path(tmp) / "run"
         trained = cli.train(data / "train.parquet", data / "valid.parquet", out, [f"seed={job.seed}", *job.overrides])

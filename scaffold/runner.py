@@ -10,19 +10,25 @@ from pathlib import Path
 from .errors import SmtError
 
 
-def package_env(package: Path) -> dict:
-    """The environment for a package's processes: its ``src/`` importable, pytest's own variables removed."""
+def package_env(package: Path, threads: int | None = None) -> dict:
+    """The environment for a package's processes: its ``src/`` importable, pytest's own variables removed, and
+    ``OMP_NUM_THREADS`` set to ``threads`` when given (for that process only: this process's stays as it is)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     env["PYTHONPATH"] = str(package / "src")
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
     return env
 
 
-def run_cli(package: Path, *args: str, capture_stderr: bool = True) -> subprocess.CompletedProcess:
-    """``python -m <package> ARGS`` in the package directory (the import name is the directory name)."""
+def run_cli(
+    package: Path, *args: str, capture_stderr: bool = True, threads: int | None = None
+) -> subprocess.CompletedProcess:
+    """``python -m <package> ARGS`` in the package directory (the import name is the directory name), on
+    ``threads`` OpenMP threads when given."""
     return subprocess.run(
         [sys.executable, "-m", package.name, *args],
         cwd=package,
-        env=package_env(package),
+        env=package_env(package, threads),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE if capture_stderr else None,
         text=True,
@@ -31,14 +37,14 @@ def run_cli(package: Path, *args: str, capture_stderr: bool = True) -> subproces
 
 def run_tests(package: Path, *pytest_args: str) -> subprocess.CompletedProcess:
     """The package's own test suite. One thread per process: several suites may run side by side."""
-    env = {**package_env(package), "OMP_NUM_THREADS": "1"}
+    env = package_env(package, threads=1)
     args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:warnings", *pytest_args]
     return subprocess.run(args, cwd=package, capture_output=True, text=True, env=env)
 
 
-def check_cli(package: Path, *args: str, capture_stderr: bool = True) -> str:
+def check_cli(package: Path, *args: str, capture_stderr: bool = True, threads: int | None = None) -> str:
     """``run_cli`` that raises SmtError with the command's last stderr line when it fails; returns stdout."""
-    proc = run_cli(package, *args, capture_stderr=capture_stderr)
+    proc = run_cli(package, *args, capture_stderr=capture_stderr, threads=threads)
     if proc.returncode != 0:
         last = (proc.stderr or "").strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
         raise SmtError(f"`python -m {package.name} {args[0]}` failed: {last[0]}")

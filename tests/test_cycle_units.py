@@ -391,3 +391,17 @@ def test_adoption_keeps_the_old_answer_where_the_new_one_does_not_fit_the_packag
     assert sync_overrides([huge], [follower], states) == {"ctr_a": {"dcn_rank": 32, "dcn_layers": 2}}
     carried = sync_overrides([small], [follower], states)["ctr_a"]
     assert carried["dcn_rank"] == 8 and carried["flops_budget"] > 0
+
+
+def test_a_jobs_thread_count_reaches_the_package_process_and_not_ours(tmp_path, monkeypatch):
+    """Qualification runs each job on ``threads`` OpenMP threads: set in the package's process environment, so a
+    job run inline (a reused Ray worker) leaves the caller's own ``OMP_NUM_THREADS`` as it was."""
+    from scaffold.package_cli import PackageCLI
+
+    probe = tmp_path / "probe"
+    (probe / "src" / "probe").mkdir(parents=True)
+    (probe / "src" / "probe" / "__main__.py").write_text("import os\nprint(os.environ.get('OMP_NUM_THREADS'))\n")
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    assert PackageCLI(probe, threads=3)._run("any").strip() == "3"
+    assert PackageCLI(probe)._run("any").strip() == "7"
+    assert os.environ["OMP_NUM_THREADS"] == "7"
