@@ -175,6 +175,12 @@ class ExportResult:
         )
 
 
+def _arg(path: Path) -> str:
+    """A path argument as the package's process reads it: absolute, since that process runs in the package's
+    directory, not in the caller's."""
+    return str(Path(path).absolute())
+
+
 def _parse(kind, stdout: str, command: str):
     try:
         return kind.from_dict(json.loads(stdout))
@@ -196,7 +202,7 @@ class PackageCLI:
     threads: int | None = None
 
     def _options(self) -> list[str]:
-        return ["--features", str(self.features)] if self.features else []
+        return ["--features", _arg(self.features)] if self.features else []
 
     def _run(self, *args: str, show_stderr: bool = False) -> str:
         return runner.check_cli(
@@ -208,7 +214,7 @@ class PackageCLI:
         return [sys.executable, "-m", self.path.name, *self._options(), *args]
 
     def synth(self, out: Path, rows: int, seed: int = 0) -> Path:
-        self._run("synth", "--rows", str(rows), "--out", str(out), "--seed", str(seed))
+        self._run("synth", "--rows", str(rows), "--out", _arg(out), "--seed", str(seed))
         return out
 
     def train(
@@ -225,7 +231,7 @@ class PackageCLI:
 
     @staticmethod
     def train_args(train: Path, valid: Path, out: Path, overrides: Iterable[str] = (), quiet: bool = True) -> list:
-        args = ["train", "--train", str(train), "--valid", str(valid), "--out", str(out)]
+        args = ["train", "--train", _arg(train), "--valid", _arg(valid), "--out", _arg(out)]
         return [*args, *(["--quiet"] if quiet else []), *overrides]
 
     @staticmethod
@@ -233,13 +239,13 @@ class PackageCLI:
         return _parse(TrainResult, stdout, "train")
 
     def evaluate(self, checkpoint: Path, data: Path) -> Evaluation:
-        stdout = self._run("evaluate", "--checkpoint", str(checkpoint), "--data", str(data), "--json")
+        stdout = self._run("evaluate", "--checkpoint", _arg(checkpoint), "--data", _arg(data), "--json")
         return _parse(Evaluation, stdout, "evaluate")
 
     def export(self, checkpoint: Path, out: Path) -> ExportResult:
-        stdout = self._run("export", "--checkpoint", str(checkpoint), "--out", str(out), "--json")
+        stdout = self._run("export", "--checkpoint", _arg(checkpoint), "--out", _arg(out), "--json")
         return _parse(ExportResult, stdout, "export")
 
     def capacity(self, checkpoint: Path | None = None) -> Capacity:
-        stdout = self._run("capacity", *(["--checkpoint", str(checkpoint)] if checkpoint else []), "--json")
+        stdout = self._run("capacity", *(["--checkpoint", _arg(checkpoint)] if checkpoint else []), "--json")
         return _parse(Capacity, stdout, "capacity")

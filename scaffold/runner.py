@@ -14,7 +14,7 @@ def package_env(package: Path, threads: int | None = None) -> dict:
     """The environment for a package's processes: its ``src/`` importable, pytest's own variables removed, and
     ``OMP_NUM_THREADS`` set to ``threads`` when given (for that process only: this process's stays as it is)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    env["PYTHONPATH"] = str(package / "src")
+    env["PYTHONPATH"] = str(Path(package).absolute() / "src")  # absolute: the process runs in the package
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)
     return env

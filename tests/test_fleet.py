@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -130,3 +133,18 @@ def test_criteo_package_trains_on_real_criteo_rows(tmp_path):
     proc = runner.run_cli(FLEET / "criteo_ctr", *args, "epochs=2", "batch_size=64")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (run / "best.pt").is_file()
+
+
+def test_package_cli_takes_paths_relative_to_the_callers_directory(tmp_path, monkeypatch):
+    """The package's process runs in the package's directory; a relative package path, data path or output path
+    given by the caller still means the caller's (``smt bench speed --work build/x`` failed on this)."""
+    from scaffold.package_cli import PackageCLI
+
+    monkeypatch.chdir(tmp_path)
+    name = PACKAGES[0]
+    package = Path(os.path.relpath(FLEET / name, tmp_path))
+    cli = PackageCLI(package, features=Path(os.path.relpath(FLEET / name / "src" / name / "features.yaml")))
+    train, valid = cli.synth(Path("train.parquet"), rows=300), cli.synth(Path("valid.parquet"), rows=100, seed=1)
+    result = cli.train(train, valid, Path("run"), ["epochs=1", "batch_size=64"])
+    assert result.steps > 0 and (tmp_path / "run" / "best.pt").is_file()
+    assert cli.capacity(Path("run")).dense_flops_per_example > 0

@@ -147,7 +147,7 @@ def _speed(args, console) -> int:
         raise SmtError("DeepCTR-Torch is not installed; `pip install -e .[bench]` or pass --peers ''")
     train_args = tuple(a for a in args.train_args.split() if a)
     with contextlib.ExitStack() as stack:
-        work = Path(args.work) if args.work else Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        work = Path(args.work).absolute() if args.work else Path(stack.enter_context(tempfile.TemporaryDirectory()))
         results = []
         with console.status("speed") as status:
             status.update(f"writing a Criteo-shaped set of {setup.rows:,} rows")
