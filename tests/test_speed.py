@@ -36,11 +36,17 @@ def test_normalized_entropy_of_the_peer_runner():
 def test_bench_speed_trains_a_package_and_writes_table_and_json(tmp_path, template_repo):
     out = tmp_path / "speed"
     args = ["smt", "bench", "speed", "--rows", "6000", "--cap", "300", "--interactions", "dcn_v2", "--peers", ""]
-    proc = run_tool(*args, "--batch-size", "512", "--out", str(out), cwd=template_repo)
+    variant = ["--variant", "embedding_lr=0.2 weight_decay=0.001"]  # side by side with the default, in its own render
+    proc = run_tool(*args, *variant, "--batch-size", "512", "--out", str(out), cwd=template_repo)
     assert proc.returncode == 0, proc.stderr
     payload = json.loads(out.with_suffix(".json").read_text())
-    (result,) = payload["results"]
+    result, other = payload["results"]
     assert result["trainer"] == "smt dcn_v2" and result["samples_per_second"] > 0
+    assert (
+        other["trainer"] == "smt dcn_v2 (embedding_lr=0.2 weight_decay=0.001)"
+        and other["valid_ne"] != result["valid_ne"]
+    )
+    assert {"read", "fit", "encode"} <= set(other["phases"]["cold"])  # its cold run did encode: its own cache
     assert 0 < result["valid_ne"] < 1.0 and result["peak_rss_mb"] > 50
     assert set(result["latency_ms"]) == {"1", "64", "4096"} and result["dense_flops_per_example"] > 0
     assert "smt dcn_v2" in out.with_suffix(".md").read_text()
@@ -54,6 +60,11 @@ def test_bench_speed_trains_a_package_and_writes_table_and_json(tmp_path, templa
 def test_bench_speed_rejects_an_unknown_interaction(template_repo):
     proc = run_tool("smt", "bench", "speed", "--interactions", "mlp", "--peers", "", cwd=template_repo)
     assert proc.returncode != 0 and "unknown interaction" in proc.stderr
+
+
+def test_bench_speed_rejects_a_variant_that_is_not_key_value(template_repo):
+    proc = run_tool("smt", "bench", "speed", "--peers", "", "--variant", "compile", cwd=template_repo)
+    assert proc.returncode != 0 and "key=value" in proc.stderr and "compile" in proc.stderr
 
 
 def test_gpu_speed_report_compares_every_run_with_the_first_batch_warm():

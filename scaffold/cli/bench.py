@@ -59,6 +59,13 @@ def register(p) -> None:
     s.add_argument("--interactions", default=",".join(INTERACTIONS), help="comma-separated")
     s.add_argument("--peers", default="DCN,DeepFM", help="DeepCTR-Torch models, comma-separated; '' for none")
     s.add_argument("--train-args", default="", help="extra key=value training options for the packages")
+    s.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="'key=value key=value'",
+        help="side by side: each package also trains with these options on top of --train-args (repeatable)",
+    )
     s.add_argument("--work", help="keep data and packages here (default: a temp dir)")
     s.add_argument("--out", help="write OUT.json and OUT.md here, e.g. benchmarks/results/speed")
 
@@ -146,6 +153,10 @@ def _speed(args, console) -> int:
     if peers and importlib.util.find_spec("deepctr_torch") is None:
         raise SmtError("DeepCTR-Torch is not installed; `pip install -e .[bench]` or pass --peers ''")
     train_args = tuple(a for a in args.train_args.split() if a)
+    variants = [train_args] + [train_args + tuple(v.split()) for v in args.variant]
+    malformed = sorted({a for v in variants for a in v if not all(a.partition("=")[::2])})  # key and value set
+    if malformed:
+        raise SmtError(f"training options are key=value; got {malformed} (e.g. --variant 'compile=true')")
     with contextlib.ExitStack() as stack:
         work = Path(args.work).absolute() if args.work else Path(stack.enter_context(tempfile.TemporaryDirectory()))
         results = []
@@ -153,9 +164,10 @@ def _speed(args, console) -> int:
             status.update(f"writing a Criteo-shaped set of {setup.rows:,} rows")
             data = make_dataset(work / "data", setup)
             for interaction in interactions:
-                status.update(f"smt {interaction}: one epoch")
-                package = render_package(repo, work / "packages", interaction, setup)
-                results.append(bench_package(package, data, setup, train_args))
+                for i, options in enumerate(variants):  # each in its own render: its cold cache is cold
+                    status.update(f"smt {interaction} {' '.join(options)}: one epoch")
+                    package = render_package(repo, work / "packages" / f"variant{i}", interaction, setup)
+                    results.append(bench_package(package, data, setup, options))
             for peer in peers:
                 status.update(f"DeepCTR-Torch {peer}: one epoch")
                 results.append(bench_peer(peer, data, setup))
