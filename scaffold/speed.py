@@ -258,13 +258,14 @@ def report(results: list[SpeedResult], setup: SpeedSetup) -> tuple[str, dict]:
     ]
     rows = []
     for r in results:
-        ratio = r.samples_per_second / reference.samples_per_second if reference else float("nan")
+        ratio = r.samples_per_second / reference.samples_per_second if reference else None
         achieved = r.samples_per_second * 3 * r.dense_flops_per_example / 1e9 if r.dense_flops_per_example else None
         latency = " / ".join(f"{r.latency_ms.get(b, float('nan')):.2f}" for b in ("1", "64", "4096"))
         process = r.process_samples_per_second(setup.rows)
         whole = f"{process:,.0f} | {r.samples_per_second / process:.2f}×" if process else "– | –"
         lines.append(
-            f"| {r.trainer} | {r.samples_per_second:,.0f} | {ratio:.2f}× | {r.train_seconds:.1f} | {whole} "
+            f"| {r.trainer} | {r.samples_per_second:,.0f} | {f'{ratio:.2f}×' if ratio else '–'} "
+            f"| {r.train_seconds:.1f} | {whole} "
             f"| {r.valid_ne:.4f} "
             f"| {r.peak_rss_mb:,.0f} | "
             + (
