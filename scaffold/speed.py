@@ -264,7 +264,7 @@ def report(results: list[SpeedResult], setup: SpeedSetup) -> tuple[str, dict]:
         process = r.process_samples_per_second(setup.rows)
         whole = f"{process:,.0f} | {r.samples_per_second / process:.2f}×" if process else "– | –"
         lines.append(
-            f"| {r.trainer} | {r.samples_per_second:,.0f} | {f'{ratio:.2f}×' if ratio else '–'} "
+            f"| {r.trainer} | {r.samples_per_second:,.0f} | {f'{ratio:.2f}×' if ratio is not None else '–'} "
             f"| {r.train_seconds:.1f} | {whole} "
             f"| {r.valid_ne:.4f} "
             f"| {r.peak_rss_mb:,.0f} | "
