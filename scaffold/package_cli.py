@@ -7,6 +7,7 @@ so a change of the package CLI's contract is one edit here.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import statistics
 import sys
@@ -247,5 +248,21 @@ class PackageCLI:
         return _parse(ExportResult, stdout, "export")
 
     def capacity(self, checkpoint: Path | None = None) -> Capacity:
+        """Without a checkpoint, the model the package's code and config build: remembered per content of the
+        package's ``src/`` (and ``features``) for this process, since one command asks again for a tree it
+        already measured (an incumbent, a candidate that renders alike, a sizing check)."""
+        key = None if checkpoint else self._source_key()
+        if key in _CAPACITY:
+            return _CAPACITY[key]
         stdout = self._run("capacity", *(["--checkpoint", _arg(checkpoint)] if checkpoint else []), "--json")
-        return _parse(Capacity, stdout, "capacity")
+        capacity = _parse(Capacity, stdout, "capacity")
+        if key:
+            _CAPACITY[key] = capacity
+        return capacity
+
+    def _source_key(self) -> str:
+        features = self.features.read_bytes() if self.features and self.features.is_file() else b""
+        return f"{sys.executable}\0{runner.tree_hash(self.path / 'src')}\0{hashlib.sha256(features).hexdigest()}"
+
+
+_CAPACITY: dict[str, Capacity] = {}  # PackageCLI._source_key → Capacity (failures are not remembered)

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import runner
 from .errors import InvalidAnswers, SmtError
 from .fleet import Package
 from .ledger import QUALIFICATION, new_record
@@ -142,16 +143,6 @@ def run_ray(jobs: list[TrainJob], address: str, on_done: Callable[[JobResult], N
 
 
 # --- the run cache: an incumbent trained once per (package content, data, seed) serves every qualification ---
-
-
-def _tree_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    for file in sorted(p for p in Path(path).rglob("*") if p.is_file()):
-        rel = file.relative_to(path).as_posix()
-        if any(part in ("__pycache__", ".pytest_cache", ".smt-cache") for part in file.parts) or rel.endswith(".pyc"):
-            continue
-        digest.update(rel.encode() + b"\0" + file.read_bytes() + b"\0")
-    return digest.hexdigest()
 
 
 def _cache_key(job: TrainJob, tree: str) -> str:
@@ -337,7 +328,7 @@ def qualify(
                 )
         if not any(p.name in arms for p in packages):
             raise SmtError(f"no package of {[p.name for p in packages]} can qualify {technique.id}: {skipped}")
-        trees = {str(p.path): _tree_hash(p.path) for pair in arms.values() for p in pair}
+        trees = {str(p.path): runner.tree_hash(p.path) for pair in arms.values() for p in pair}
         results, todo_jobs, keys = [], [], {}
         for job in jobs:
             keys[job] = _cache_key(job, trees[job.path])

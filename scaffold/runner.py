@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 from .errors import SmtError
+
+CACHE_PARTS = ("__pycache__", ".pytest_cache", ".smt-cache")
+
+
+def tree_hash(path: Path) -> str:
+    """sha256 over every file under ``path`` (relative path and bytes; caches and bytecode left out): the
+    content identity of a package or of part of one. Two renders of the same answers hash alike."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in Path(path).rglob("*") if p.is_file()):
+        rel = file.relative_to(path).as_posix()
+        if any(part in CACHE_PARTS for part in file.parts) or rel.endswith(".pyc"):
+            continue
+        digest.update(rel.encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def package_env(package: Path, threads: int | None = None) -> dict:

@@ -405,3 +405,41 @@ def test_a_jobs_thread_count_reaches_the_package_process_and_not_ours(tmp_path, 
     assert PackageCLI(probe, threads=3)._run("any").strip() == "3"
     assert PackageCLI(probe)._run("any").strip() == "7"
     assert os.environ["OMP_NUM_THREADS"] == "7"
+
+
+def test_capacity_is_measured_once_per_content_of_the_packages_source(tmp_path):
+    """One command asks for the capacity of one tree several times (incumbent, a candidate that renders alike,
+    a sizing check): the package's process runs once per content of its ``src/``; an edit, another features
+    file or a checkpoint measures again, and a failure is not remembered."""
+    from scaffold.package_cli import PackageCLI
+
+    probe = tmp_path / "probe_cap"
+    src = probe / "src" / "probe_cap"
+    src.mkdir(parents=True)
+    (src / "__main__.py").write_text(
+        "import json, pathlib, sys\n"
+        "open('calls.log', 'a').write(' '.join(sys.argv[1:]) + '\\n')\n"
+        "width = int((pathlib.Path(__file__).parent / 'width.txt').read_text())\n"
+        "if width < 0:\n    sys.exit('capacity: width must be positive')\n"
+        "keys = ('parameters', 'dense_parameters', 'embedding_parameters', 'embedding_bytes')\n"
+        "print(json.dumps({**{k: width for k in keys}, 'dense_flops_per_example': 2.0 * width}))\n"
+    )
+    width = src / "width.txt"
+    width.write_text("8")
+
+    def calls() -> int:
+        return len((probe / "calls.log").read_text().splitlines())
+
+    cli = PackageCLI(probe)
+    assert cli.capacity().parameters == 8 and PackageCLI(probe).capacity().parameters == 8 and calls() == 1
+    width.write_text("16")
+    assert cli.capacity().dense_flops_per_example == 32.0 and calls() == 2
+    features = tmp_path / "features.yaml"
+    features.write_text("features: []\n")
+    assert PackageCLI(probe, features=features).capacity().parameters == 16 and calls() == 3
+    assert cli.capacity(checkpoint=tmp_path / "run").parameters == 16 and calls() == 4
+    width.write_text("-1")
+    for expected in (5, 6):
+        with pytest.raises(SmtError, match="width must be positive"):
+            cli.capacity()
+        assert calls() == expected
