@@ -155,8 +155,11 @@ def adopt(
     jobs: int | None = None,
     fleet_file: Path | None = None,
     on_status: Callable[[str], None] = lambda text: None,
+    run_tests: bool = True,
 ) -> dict:
-    """Make ``techniques`` template defaults, release, sync, record; the adoption record (also appended)."""
+    """Make ``techniques`` template defaults, release, sync, record; the adoption record (also appended).
+    ``run_tests=False`` skips each package's fast tests after its update (as ``smt sync --no-test``); the
+    record says so (``package_tests``)."""
     started = time.perf_counter()
     packages = discover(repo, None, fleet_file)
     ids = ", ".join(t.id for t in techniques)
@@ -174,7 +177,7 @@ def adopt(
         for r in ledger.of_kind(ADOPTION)
     )
     if not resumed and all(is_default(t, repo.root) for t in techniques) and _unfinished(ledger, techniques):
-        return _finish(repo, techniques, packages, ledger, current, jobs, fleet_file, on_status, started)
+        return _finish(repo, techniques, packages, ledger, current, jobs, fleet_file, on_status, started, run_tests)
     if resumed:  # a killed adopt: the release exists, the fleet and the ledger are not done
         on_status(f"resuming the adoption released as {current}")
         version = current
@@ -198,7 +201,7 @@ def adopt(
         release(repo, version)
         _faults.point("adopt:released")
         on_status(f"released {version} with {ids} as defaults")
-    _sync_groups(repo, techniques, packages, states, version, jobs, fleet_file, on_status)
+    _sync_groups(repo, techniques, packages, states, version, jobs, fleet_file, on_status, run_tests)
     record = new_record(
         ADOPTION,
         technique=techniques[0].id if len(techniques) == 1 else "+".join(t.id for t in techniques),
@@ -210,6 +213,7 @@ def adopt(
         per_technique=states,
         override_reason=override_reason,
         resumed=resumed,
+        package_tests=run_tests,
         machine_seconds=round(time.perf_counter() - started, 1),
     )
     append(path, record)
@@ -217,7 +221,9 @@ def adopt(
     return record
 
 
-def _sync_groups(repo, techniques, packages, states, version: str, jobs, fleet_file, on_status) -> None:
+def _sync_groups(
+    repo, techniques, packages, states, version: str, jobs, fleet_file, on_status, run_tests: bool = True
+) -> None:
     """Sync ``packages`` to ``version``, one ``smt sync`` per distinct set of answer overrides; a package that
     did not reach ``version`` turns every one of its pairs in ``states`` to ``not synced`` (in place)."""
     overrides_of = sync_overrides(techniques, packages, states)
@@ -228,7 +234,9 @@ def _sync_groups(repo, techniques, packages, states, version: str, jobs, fleet_f
     for names in groups.values():
         overrides = overrides_of.get(names[0], {})
         on_status(f"sync {', '.join(names)} to {version}" + (f" with {overrides}" if overrides else ""))
-        results = sync_fleet(repo, names, ref=version, jobs=jobs, overrides=overrides, fleet_file=fleet_file)
+        results = sync_fleet(
+            repo, names, ref=version, jobs=jobs, overrides=overrides, fleet_file=fleet_file, run_tests=run_tests
+        )
         reached |= {r.name for r in results if r.result in REACHED}
         _faults.point("adopt:synced-group")
     for t in techniques:
@@ -250,7 +258,9 @@ def _unfinished(ledger: Ledger, techniques: list[Technique]) -> dict[str, list[s
     return {t: names for t, names in todo.items() if names}
 
 
-def _finish(repo, techniques, packages, ledger, current: str, jobs, fleet_file, on_status, started) -> dict:
+def _finish(
+    repo, techniques, packages, ledger, current: str, jobs, fleet_file, on_status, started, run_tests: bool = True
+) -> dict:
     """Carry adopted techniques to the packages whose adoption sync was refused, at the latest release.
 
     Each such package is judged as at adoption time (against the defaults of the release before the
@@ -270,7 +280,7 @@ def _finish(repo, techniques, packages, ledger, current: str, jobs, fleet_file, 
     on_status(f"finishing {len(chosen)} not-synced package(s) of adoption {last['id']} at {current}")
     states = _states(repo, techniques, chosen, last["from_version"], sizing_ref=current)
     states = {t: {n: s for n, s in per.items() if n in todo.get(t, ())} for t, per in states.items()}
-    _sync_groups(repo, techniques, chosen, states, current, jobs, fleet_file, on_status)
+    _sync_groups(repo, techniques, chosen, states, current, jobs, fleet_file, on_status, run_tests)
     states = {t: per for t, per in states.items() if per}
     record = new_record(
         ADOPTION,
@@ -284,6 +294,7 @@ def _finish(repo, techniques, packages, ledger, current: str, jobs, fleet_file, 
         override_reason=last.get("override_reason"),
         resumed=False,
         completes=last["id"],
+        package_tests=run_tests,
         machine_seconds=round(time.perf_counter() - started, 1),
     )
     append(ledger_path(repo.root), record)

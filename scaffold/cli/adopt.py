@@ -21,6 +21,7 @@ def register(p) -> None:
     p.add_argument("techniques", nargs="+", help="techniques of techniques.yml with an accepted qualification")
     p.add_argument("--override-reason", metavar="TEXT", help="adopt without an accepted qualification (recorded)")
     p.add_argument("--jobs", type=int, help="parallel sync workers (default: CPU count)")
+    p.add_argument("--no-test", action="store_true", help="skip each package's fast tests after its update (recorded)")
     p.add_argument("--json", action="store_true", help="print the ledger record")
 
 
@@ -35,7 +36,7 @@ def run(args, console) -> int:
     if schema_only:
         raise SmtError(f"{schema_only}: per-feature schema options stay each model's own; nothing to adopt")
     say = (lambda text: None) if args.json else (lambda text: console.print(text, highlight=False))
-    record = adopt(repo, techniques, args.override_reason, args.jobs, fleet_of(args), say)
+    record = adopt(repo, techniques, args.override_reason, args.jobs, fleet_of(args), say, run_tests=not args.no_test)
     if args.json:
         print(json.dumps(record, indent=2))
         return 0 if "not synced" not in record["packages"].values() else 1
@@ -49,5 +50,6 @@ def run(args, console) -> int:
     for name in sorted(record["packages"]):
         table.add_row(name, *(record["per_technique"][t][name] for t in record["techniques"]))
     console.print(table)
-    console.print(f"ledger record {record['id']}; {record['machine_seconds']:.0f} s")
+    skipped = "" if record["package_tests"] else "; the packages' tests were skipped (--no-test)"
+    console.print(f"ledger record {record['id']}; {record['machine_seconds']:.0f} s{skipped}")
     return 0 if "not synced" not in record["packages"].values() else 1
