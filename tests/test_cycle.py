@@ -25,7 +25,7 @@ from scaffold.report import chromium, screenshot
 from .helpers import commit_all, git, make_template_repo
 
 GOOD = {"lr": 0.002, "embedding_lr": 0.05}
-pytestmark = pytest.mark.xdist_group("cycle")  # one worker builds the fleet once and runs these in order
+SHARED_FLEET = pytest.mark.xdist_group("cycle")  # one worker builds the shared fleet once and runs its tests
 
 
 def make_fleet(root, learning_rates: dict, message: str):
@@ -85,6 +85,7 @@ def smt(root, *args, capsys=None) -> tuple[int, str]:
 
 
 @pytest.mark.slow
+@SHARED_FLEET
 def test_a_cycle_qualifies_adopts_syncs_and_records_every_pair(fleet, capsys):
     root, data = fleet
     code, out = smt(root, "subset", "--data", str(data), "--k", "1", "--json", capsys=capsys)
@@ -104,6 +105,7 @@ def test_a_cycle_qualifies_adopts_syncs_and_records_every_pair(fleet, capsys):
     code, out = smt(root, "adopt", "good_lr", "--json", capsys=capsys)
     adoption = json.loads(out)
     assert code == 0 and adoption["to_version"] == "v1.1.0" and adoption["qualification"] == [accepted["id"]]
+    assert adoption["package_tests"]
     assert adoption["packages"] == {"ctr_a": "adopted", "ctr_b": "opted out"}
     assert {k: training_defaults(config_path(root))[k] for k in GOOD} == GOOD
     changelog = (root / "template_repo" / "CHANGELOG.md").read_text()
@@ -139,12 +141,15 @@ def test_a_cycle_qualifies_adopts_syncs_and_records_every_pair(fleet, capsys):
     assert smt(root, "adopt", "slow_lr")[0] == 2  # ad hoc: not in the catalogue, so never a default
 
     # 5. an answer technique with a recorded override: followers re-rendered at their FLOPs, others opt out
-    code, out = smt(root, "adopt", "dot", "--override-reason", "test: answer adoption", "--json", capsys=capsys)
+    #    (the packages' tests gated the first adoption above; dot's packages are the template variants' kind)
+    args = ["adopt", "dot", "--override-reason", "test: answer adoption", "--no-test", "--json"]
+    code, out = smt(root, *args, capsys=capsys)
     dot = json.loads(out)
     assert code == 0 and dot["packages"] == {"ctr_a": "adopted", "ctr_b": "opted out"}
     a = yaml.safe_load((root / "generated" / "ctr_a" / ".copier-answers.yml").read_text())
     b = yaml.safe_load((root / "generated" / "ctr_b" / ".copier-answers.yml").read_text())
     assert (a["interaction"], a["_commit"], b["interaction"], b["_commit"]) == ("dot", "v1.2.0", "concat", "v1.2.0")
+    assert dot["package_tests"] is False
     assert a["flops_budget"] > 0 and dot["override_reason"] == "test: answer adoption"
     assert smt(root, "check", capsys=capsys)[0] == 0
 
@@ -168,6 +173,7 @@ def test_a_cycle_qualifies_adopts_syncs_and_records_every_pair(fleet, capsys):
 
 
 @pytest.mark.slow
+@SHARED_FLEET
 def test_ray_runs_the_same_training_jobs_on_a_local_instance(fleet):
     pytest.importorskip("ray")
     root, data = fleet
@@ -183,9 +189,8 @@ def test_an_adoption_killed_at_any_step_is_finished_by_running_it_again(tmp_path
     """Kill -9 after the defaults' commit, then after the first sync group: each rerun picks up where it died;
     in the end the release, the fleet and exactly one adoption record agree, and nothing was lost.
 
-    Its own fleet, with learning rates that learn: the sync runs each package's tests, which need a model that
-    learns, and this test must not depend on the cycle test having adopted ``good_lr`` in the shared fleet
-    first (under xdist the module's fixture may be rebuilt between the two).
+    Its own fleet, so that it does not depend on the order of the shared fleet's tests nor share their worker.
+    ``--no-test``: the packages' tests are not what is under test here (the other adoption tests run them).
     """
     import os
     import subprocess
@@ -198,6 +203,7 @@ def test_an_adoption_killed_at_any_step_is_finished_by_running_it_again(tmp_path
     features = {n: (root / "generated" / n / "src" / n / "features.yaml").read_bytes() for n in ("ctr_a", "ctr_b")}
     before = len(read(root / "ledger.jsonl").records)
     command = [str(BIN / "smt"), "--repo", str(root), "adopt", "residual_blocks", "--override-reason", "kill test"]
+    command.append("--no-test")  # the packages' tests gate nothing here: the other adoption tests run them
     for fault in ("adopt:committed", "adopt:synced-group"):
         proc = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "SMT_FAULT": fault})
         assert proc.returncode == -9, proc.stderr
@@ -205,9 +211,10 @@ def test_an_adoption_killed_at_any_step_is_finished_by_running_it_again(tmp_path
         assert len(ledger.records) == before and not ledger.torn_tail
     proc = subprocess.run(command, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+    assert "(--no-test)" in proc.stdout  # the summary says the packages' tests were skipped
     records = read(root / "ledger.jsonl").records
     assert len(records) == before + 1 and records[-1]["resumed"] and records[-1]["to_version"] == target
-    assert records[-1]["packages"] == {"ctr_a": "adopted", "ctr_b": "adopted"}
+    assert records[-1]["packages"] == {"ctr_a": "adopted", "ctr_b": "adopted"} and not records[-1]["package_tests"]
     for name in ("ctr_a", "ctr_b"):
         answers = yaml.safe_load((root / "generated" / name / ".copier-answers.yml").read_text())
         assert (answers["_commit"], answers["mlp_block"]) == (target, "residual")
@@ -225,7 +232,7 @@ def test_a_package_whose_adoption_sync_was_refused_is_finished_by_running_adopt_
     root = tmp_path / "smt"
     make_fleet(root, GOOD, "template v1.0.0")
     b = root / "generated" / "ctr_b"
-    gate = b / "tests" / "test_local_gate.py"
+    gate = b / "tests" / "test_a_local_gate.py"  # first in order: the fast tests stop at it (-x)
     gate.write_text("def test_gate():\n    assert False, 'a local test that fails'\n")
     commit_all(root, "ctr_b: a failing local test")
     adopt_args = ["adopt", "residual_blocks", "--override-reason", "finish test", "--json"]
@@ -244,7 +251,7 @@ def test_a_package_whose_adoption_sync_was_refused_is_finished_by_running_adopt_
     metrics.write_text(metrics.read_text().replace("EPS = 1e-7", "EPS = 1e-6"))
     commit_all(root, "ctr_b: the gate is fixed; template: EPS")
     assert smt(root, "release", "v1.2.0", capsys=capsys)[0] == 0
-    assert smt(root, "sync", capsys=capsys)[0] == 0
+    assert smt(root, "sync", "--no-test", capsys=capsys)[0] == 0  # the tests of this sync gate nothing here
     commit_all(root, "fleet at v1.2.0")
     assert (answers("ctr_b")["_commit"], answers("ctr_b")["mlp_block"]) == ("v1.2.0", "plain")
     a_before = answers("ctr_a")

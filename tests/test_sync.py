@@ -221,7 +221,8 @@ def test_dirty_package_is_refused_and_the_others_proceed(fleet_repo):
 
 
 def test_failing_post_update_tests_leave_the_package_as_it_was(fleet_repo):
-    (fleet_repo / "template_repo" / "tests" / "test_v2_broken.py").write_text("def test_broken():\n    assert False\n")
+    broken = fleet_repo / "template_repo" / "tests" / "test_a_broken.py"  # first in order: -x stops there
+    broken.write_text("def test_broken():\n    assert False\n")
     _release(fleet_repo, "v2")
     before = tree_files(fleet_repo / "generated" / "ctr_a")
     result = sync_fleet(TemplateRepo.find(fleet_repo), ["ctr_a"])[0]
