@@ -26,12 +26,19 @@ from .helpers import commit_all, git, make_template_repo
 
 GOOD = {"lr": 0.002, "embedding_lr": 0.05}
 SHARED_FLEET = pytest.mark.xdist_group("cycle")  # one worker builds the shared fleet once and runs its tests
+# The packages of these fleets keep these of the template's test files: their gates in adopt and sync stay real
+# pytest runs of the package (its features, its model at its answers, its local tests), while the rest of the
+# suite, the template's model code under every answer, is what the template variants test once (test_variants).
+FLEET_TESTS = ("conftest.py.jinja", "test_local.py.jinja", "test_metrics.py.jinja")
 
 
 def make_fleet(root, learning_rates: dict, message: str):
     """A template repository with these default ``learning_rates`` and the ``good_lr`` technique, tagged v1.0.0,
-    and its fleet of two packages (ctr_b pins its own lr), committed."""
+    and its fleet of two packages (ctr_b pins its own lr), committed. The packages' suites are ``FLEET_TESTS``."""
     make_template_repo(root, tag=None)
+    for test_file in (root / "template_repo" / "tests").iterdir():
+        if test_file.name not in FLEET_TESTS:
+            test_file.unlink()
     config = config_path(root)
     for option, value in learning_rates.items():
         set_training_default(config, option, value)
