@@ -6,7 +6,9 @@ Side by side in one run, on copies of the same repository: `smt sync --no-test` 
 it) against the sequential `copier update --defaults generated/<p> && git add -A generated/<p>` loop that
 copier-facts.md measured. Every package carries a local edit in a template-owned file and one in its
 model-owned schema. At sizes above --copier-sample, the copier loop runs on a sample of that many packages
-and its total is extrapolated (marked in the table). Results: benchmarks/results/propagation.{json,md}.
+and its total is extrapolated (marked in the table). Then, on the synced fleet, committed: `smt status` and
+`smt check` (each renders every package) in one process (`--jobs 1`) and with one worker per CPU.
+Results: benchmarks/results/propagation.{json,md}.
 """
 
 from __future__ import annotations
@@ -75,6 +77,25 @@ def time_smt_sync(root: Path) -> tuple[float, list[dict]]:
     return seconds, json.loads(proc.stdout)
 
 
+def time_read_commands(root: Path) -> dict:
+    """``smt status --json`` and ``smt check`` on the committed fleet, with one job and with one per CPU."""
+    commit_all(root, "fleet at v2")
+    timings, outputs = {}, {}
+    for command, extra in (("status", ["--json"]), ("check", [])):
+        for label, jobs in (("1_job", ["--jobs", "1"]), ("all_cpus", [])):
+            start = time.perf_counter()
+            proc = subprocess.run([str(BIN / "smt"), command, *extra, *jobs], cwd=root, capture_output=True, text=True)
+            timings[f"{command}_seconds_{label}"] = round(time.perf_counter() - start, 2)
+            if proc.returncode != 0:
+                raise SystemExit(f"smt {command} failed: {proc.stdout[-1000:]}{proc.stderr[-2000:]}")
+            outputs[command, label] = proc.stdout
+    return {
+        **timings,
+        "status_same_with_workers": outputs["status", "1_job"] == outputs["status", "all_cpus"],
+        "check_ok": "fleet check: ok" in outputs["check", "all_cpus"],
+    }
+
+
 def time_copier_loop(root: Path, names: list[str]) -> list[float]:
     seconds = []
     for name in names:
@@ -103,6 +124,7 @@ def measure(size: int, sample: int, work: Path) -> dict:
     same = all(tree_files(ours / "generated" / n) == tree_files(theirs / "generated" / n) for n in measured)
     kept = all("Local note." in (ours / "generated" / n / "src" / n / "config.py").read_text() for n in names)
     copier_total = sum(copier_seconds) * (size / len(measured))
+    reads = time_read_commands(ours)
     return {
         "packages": size,
         "smt_sync_seconds": round(smt_seconds, 2),
@@ -117,6 +139,7 @@ def measure(size: int, sample: int, work: Path) -> dict:
         "local_edits_kept": kept,
         "identical_to_copier_update": same,
         "compared_packages": len(measured),
+        **reads,
     }
 
 
@@ -155,6 +178,29 @@ def markdown(result: dict) -> str:
     if 20 in sizes and 100 in sizes:
         ratio = sizes[100]["smt_sync_per_package"] / sizes[20]["smt_sync_per_package"]
         lines += ["", f"Per-package time of smt sync at 100 packages / at 20: {ratio:.2f}×."]
+    reads = [r for r in result["sizes"] if "status_seconds_1_job" in r]
+    if reads:
+        lines += [
+            "",
+            f"Reading the synced fleet (committed): each command renders every package; {m['cores']} CPU(s).",
+            "",
+            "| packages | smt status --jobs 1 (s) | smt status (s) | speedup | smt check --jobs 1 (s) | smt check (s) "
+            "| speedup | same status | check ok |",
+            "|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        ]
+        for r in reads:
+            cells = [
+                r["packages"],
+                f"{r['status_seconds_1_job']:.2f}",
+                f"{r['status_seconds_all_cpus']:.2f}",
+                f"{r['status_seconds_1_job'] / r['status_seconds_all_cpus']:.2f}×",
+                f"{r['check_seconds_1_job']:.2f}",
+                f"{r['check_seconds_all_cpus']:.2f}",
+                f"{r['check_seconds_1_job'] / r['check_seconds_all_cpus']:.2f}×",
+                r["status_same_with_workers"],
+                r["check_ok"],
+            ]
+            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 

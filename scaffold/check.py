@@ -6,16 +6,16 @@ is compared with a render of the target version instead (same answers), which is
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import _git, journal
 from .errors import SmtError
 from .fleet import Package, discover, git_roots
-from .status import compare_to_render, render_answers
-from .template import TemplateRepo, model_owned_patterns
+from .status import FileDrift, drift_from_render
+from .template import TemplateRepo
 from .versions import foreign_version_tags
+from .workers import map_in_workers
 
 CONFLICT_MARKERS = (b"<<<<<<< ", b">>>>>>> ")
 
@@ -26,7 +26,9 @@ class Problem:
     what: str
 
 
-def check_fleet(repo: TemplateRepo, fleet_file: Path | None = None) -> list[Problem]:
+def check_fleet(repo: TemplateRepo, fleet_file: Path | None = None, jobs: int | None = None) -> list[Problem]:
+    """Every problem of the repository and its fleet, package by package; the renders that compare each package
+    with the target version run in ``jobs`` worker processes (None: one per CPU)."""
     problems = [Problem("", f"unmerged file {p}") for p in _git.unmerged_paths(repo.root)]
     problems += [Problem("", f"tag {t!r} parses as a template version; rename it") for t in foreign_version_tags(repo)]
     problems += _pending_recoveries(git_roots(repo, fleet_file))
@@ -35,12 +37,21 @@ def check_fleet(repo: TemplateRepo, fleet_file: Path | None = None) -> list[Prob
         return problems
     target = repo.resolve(repo.default_ref())
     with repo.snapshot(target) as target_dir:
-        for package in packages:
+        found: list[list[Problem]] = []  # per package, in fleet order
+        to_render: list[tuple[int, Package, str | None]] = []
+        for index, package in enumerate(packages):
             if package.problem:
-                problems.append(Problem(package.name, package.problem))
-            else:
-                problems += _check_package(repo, package, target, target_dir)
-    return problems
+                found.append([Problem(package.name, package.problem)])
+                continue
+            own, render, recorded = _check_package(repo, package, target)
+            found.append(own)
+            if render:
+                to_render.append((index, package, recorded))
+        requests = [(target_dir, package.answers, package.path) for _, package, _ in to_render]
+        drifts = map_in_workers(drift_from_render, requests, jobs)
+        for (index, package, recorded), drift in zip(to_render, drifts, strict=True):
+            found[index] += _drift_problems(package, recorded, drift)
+    return problems + [problem for own in found for problem in own]
 
 
 def _pending_recoveries(roots: list[Path]) -> list[Problem]:
@@ -57,7 +68,9 @@ def _pending_recoveries(roots: list[Path]) -> list[Problem]:
     return problems
 
 
-def _check_package(repo: TemplateRepo, package: Package, target: str, target_dir: Path) -> list[Problem]:
+def _check_package(repo: TemplateRepo, package: Package, target: str) -> tuple[list[Problem], bool, str | None]:
+    """The package's problems short of its drift; whether its drift against the target is to be checked (it is
+    not when its version is unknown or differs from the target), and the commit of its recorded version."""
     problems = [Problem(package.name, f"stray {p.relative_to(package.path)}") for p in package.path.rglob("*.rej")]
     problems += [Problem(package.name, f"conflict markers in {rel}") for rel in _files_with_markers(package.path)]
     dirty = _git.dirty_paths(package.git_root, package.git_relpath)
@@ -66,25 +79,26 @@ def _check_package(repo: TemplateRepo, package: Package, target: str, target_dir
         problems.append(Problem(package.name, what))
     recorded = repo.resolve(package.version) if package.version else None
     if recorded is None and not _tagless_clone(repo, package):
-        return [*problems, Problem(package.name, _unknown_version(package))]
+        return [*problems, Problem(package.name, _unknown_version(package))], False, recorded
     if recorded is not None and recorded != target and repo.changed_between(recorded, target):
         if _git.is_ancestor(repo.root, target, recorded):
             what = f"ahead of the latest release: at {package.version}; cut a release (`smt release`) for it"
         else:
             what = f"behind: at {package.version}; run `smt sync {package.name}`"
-        return [*problems, Problem(package.name, what)]
-    with tempfile.TemporaryDirectory(prefix="smt-check-") as tmp:
-        rendered = render_answers(target_dir, package.answers, Path(tmp) / package.name)
-        drift = compare_to_render(package.path, rendered, model_owned_patterns(target_dir, package.answers))
+        return [*problems, Problem(package.name, what)], False, recorded
+    return problems, True, recorded
+
+
+def _drift_problems(package: Package, recorded: str | None, drift: list[FileDrift]) -> list[Problem]:
+    """The package's drift from a render of the target that it does not declare in ``.smt-drift``."""
     declared = _declared_drift(package.path)
     undeclared = [d for d in drift if d.path not in declared]
-    if undeclared and recorded is None:
-        detail = ", ".join(f"{d.path} ({d.kind})" for d in undeclared[:5])
-        problems.append(Problem(package.name, f"differs from the template ({detail}); version unknown, run smt sync"))
-    elif undeclared:
-        detail = ", ".join(f"{d.path} ({d.kind})" for d in undeclared[:5])
-        problems.append(Problem(package.name, f"undeclared drift in template-owned files: {detail}"))
-    return problems
+    if not undeclared:
+        return []
+    detail = ", ".join(f"{d.path} ({d.kind})" for d in undeclared[:5])
+    if recorded is None:
+        return [Problem(package.name, f"differs from the template ({detail}); version unknown, run smt sync")]
+    return [Problem(package.name, f"undeclared drift in template-owned files: {detail}")]
 
 
 def _tagless_clone(repo: TemplateRepo, package: Package) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import filecmp
 import tempfile
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 from . import _copier, _git
 from .fleet import Package, discover
 from .template import TemplateRepo, is_model_owned, model_owned_patterns
+from .workers import map_in_workers
 
 
 class State(StrEnum):
@@ -70,28 +72,36 @@ def compare_to_render(package: Path, rendered: Path, patterns: list[str]) -> lis
 
 
 def fleet_status(
-    repo: TemplateRepo, names: list[str] | None = None, fleet_file: Path | None = None
+    repo: TemplateRepo, names: list[str] | None = None, fleet_file: Path | None = None, jobs: int | None = None
 ) -> list[PackageStatus]:
-    """Status of every package (or of ``names``); renders each recorded template version once."""
+    """Status of every package (or of ``names``); each recorded template version is snapshotted once and the
+    packages' renders run in ``jobs`` worker processes (None: one per CPU)."""
     packages = discover(repo, names, fleet_file)
     by_commit: dict[str | None, list[Package]] = {}
     statuses = [_broken(repo, p) for p in packages if p.problem]
     for package in (p for p in packages if not p.problem):
         commit = repo.resolve(package.version) if package.version else None
         by_commit.setdefault(commit, []).append(package)
-    for commit, group in by_commit.items():
-        if commit is None:
-            statuses += [_unknown(repo, p) for p in group]
-            continue
-        with repo.snapshot(commit) as template_dir:
-            statuses += [_status(repo, p, commit, template_dir) for p in group]
+    statuses += [_unknown(repo, p) for p in by_commit.pop(None, [])]
+    with ExitStack() as stack:
+        snapshots = {commit: stack.enter_context(repo.snapshot(commit)) for commit in by_commit}
+        todo = [(package, commit) for commit, group in by_commit.items() for package in group]
+        requests = [(snapshots[commit], package.answers, package.path) for package, commit in todo]
+        for (package, commit), drift in zip(todo, map_in_workers(drift_from_render, requests, jobs), strict=True):
+            statuses.append(_status(repo, package, commit, drift))
     return sorted(statuses, key=lambda s: s.name)
 
 
-def _status(repo: TemplateRepo, package: Package, commit: str, template_dir: Path) -> PackageStatus:
-    with tempfile.TemporaryDirectory(prefix="smt-status-") as tmp:
-        rendered = render_answers(template_dir, package.answers, Path(tmp) / package.name)
-        drift = compare_to_render(package.path, rendered, model_owned_patterns(template_dir, package.answers))
+def drift_from_render(request: tuple[Path, dict, Path]) -> list[FileDrift]:
+    """``(template_dir, answers, package)``: the package's template-owned files that differ from a fresh render
+    of its answers (a function of one picklable argument, so it runs in a worker process)."""
+    template_dir, answers, package = request
+    with tempfile.TemporaryDirectory(prefix="smt-render-") as tmp:
+        rendered = render_answers(template_dir, answers, Path(tmp) / str(answers.get("name", package.name)))
+        return compare_to_render(package, rendered, model_owned_patterns(template_dir, answers))
+
+
+def _status(repo: TemplateRepo, package: Package, commit: str, drift: list[FileDrift]) -> PackageStatus:
     return PackageStatus(
         name=package.name,
         path=_shown(repo, package),

@@ -12,15 +12,10 @@ the git index is never raced.
 
 from __future__ import annotations
 
-import ctypes
-import os
 import shutil
-import signal
 import tempfile
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -36,6 +31,7 @@ from .lock import fleet_lock
 from .merge import Conflict, MergePlan, plan_update
 from .status import render_answers
 from .template import TemplateRepo, check_answer_keys, model_owned_patterns
+from .workers import map_in_workers
 
 
 class Outcome(StrEnum):
@@ -228,40 +224,9 @@ def _repins(package: Package, target_version: str) -> bool:
 
 
 def _plan_all(jobs_list: list[_Job], jobs: int | None):
-    workers = max(1, min(jobs or os.cpu_count() or 1, len(jobs_list)))
-    if workers == 1:
-        for k, job in enumerate(jobs_list, start=1):
-            yield _plan_one(job)
-            _faults.point(f"sync:planned:{k}")
-        return
-    with ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
-        for k, planned in enumerate(pool.map(_plan_one, jobs_list), start=1):
-            yield planned
-            _faults.point(f"sync:planned:{k}")
-
-
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent(parent: int) -> None:
-    """Worker initializer: exit as soon as the sync that started this worker is gone (even by kill -9).
-
-    Linux delivers SIGKILL on the parent's death (prctl PR_SET_PDEATHSIG); elsewhere, and as a second guard,
-    a thread notices the worker being re-parented.
-    """
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:  # the parent died before the guard was in place
-        os._exit(1)
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.2)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="smt-parent-watch").start()
+    for k, planned in enumerate(map_in_workers(_plan_one, jobs_list, jobs), start=1):
+        yield planned
+        _faults.point(f"sync:planned:{k}")
 
 
 def _plan_one(job: _Job) -> _Planned:

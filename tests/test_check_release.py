@@ -147,3 +147,19 @@ def test_a_package_rendered_after_the_latest_release_is_ahead_not_behind(repo):
     sync_fleet(repo, ref="HEAD", run_tests=False)
     commit_all(repo.root, "fleet at the unreleased template")
     assert _whats(repo) == [("ctr_a", "ahead of the latest release"), ("ctr_b", "ahead of the latest release")]
+
+
+def test_worker_processes_find_what_one_process_finds(repo):
+    """The renders of `smt check --jobs N` run in worker processes: the same problems, in package order."""
+    for name, line in (("ctr_a", "# tuned here\n"), ("ctr_b", "# and here\n")):
+        metrics = repo.root / "generated" / name / "src" / name / "metrics.py"
+        metrics.write_text(metrics.read_text() + line)
+    (repo.root / "generated" / "ctr_b" / "stray.rej").write_text("x\n")
+    commit_all(repo.root, "local changes")
+    one = check_fleet(repo, jobs=1)
+    assert check_fleet(repo, jobs=2) == one
+    assert [(p.package, p.what.split(":")[0]) for p in one] == [
+        ("ctr_a", "undeclared drift in template-owned files"),
+        ("ctr_b", "stray stray.rej"),
+        ("ctr_b", "undeclared drift in template-owned files"),
+    ]

@@ -75,3 +75,24 @@ def test_changes_to_files_the_template_excludes_are_not_a_new_version(template_r
     metrics.write_text(metrics.read_text() + "# changed\n")
     commit_all(template_repo, "a real template change")
     assert {s.state for s in fleet_status(repo)} == {"behind"}
+
+
+def test_worker_processes_report_what_one_process_reports(template_repo):
+    """Renders run in worker processes (--jobs): same statuses, drift and order as in one process, across two
+    recorded template versions (two snapshots)."""
+    repo = _fleet(template_repo)
+    (template_repo / "template_repo" / "CHANGES.md").write_text("v2\n")
+    commit_all(template_repo, "template change")
+    git(template_repo, "tag", "v2")
+    new_package(repo, "ctr_c", {"interaction": "dcn_v2"})
+    src_a = template_repo / "generated" / "ctr_a" / "src" / "ctr_a"
+    (src_a / "metrics.py").write_text((src_a / "metrics.py").read_text() + "# local\n")
+    (template_repo / "generated" / "ctr_c" / "src" / "ctr_c" / "loss.py").unlink()
+    commit_all(template_repo, "fleet: ctr_c, local edits")
+    one, workers = fleet_status(repo, jobs=1), fleet_status(repo, jobs=3)
+    assert [s.to_dict() for s in workers] == [s.to_dict() for s in one]
+    assert [(s.name, s.state, [d.path for d in s.drift]) for s in workers] == [
+        ("ctr_a", "behind", ["src/ctr_a/metrics.py"]),
+        ("ctr_b", "behind", []),
+        ("ctr_c", "up to date", ["src/ctr_c/loss.py"]),
+    ]

@@ -9,11 +9,11 @@ HELP = "CI gate: fail if a package is behind the template, has undeclared drift,
 
 
 def register(p) -> None:
-    pass
+    p.add_argument("--jobs", type=int, help="parallel render workers (default: CPU count)")
 
 
 def run(args, console) -> int:
-    problems = check_fleet(repo_of(args), fleet_of(args))
+    problems = check_fleet(repo_of(args), fleet_of(args), args.jobs)
     for p in problems:
         console.print(f"{p.package or 'repository'}: {p.what}", markup=False)
     console.print("fleet check: " + (f"{len(problems)} problem(s)" if problems else "ok"))

@@ -15,10 +15,11 @@ HELP = "show every package's template version, techniques, drift and state"
 def register(p) -> None:
     p.add_argument("names", nargs="*", help="only these packages")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--jobs", type=int, help="parallel render workers (default: CPU count)")
 
 
 def run(args, console) -> int:
-    statuses = fleet_status(repo_of(args), args.names or None, fleet_of(args))
+    statuses = fleet_status(repo_of(args), args.names or None, fleet_of(args), args.jobs)
     if args.json:
         print(json.dumps([s.to_dict() for s in statuses], indent=2))
         return 0
