@@ -23,6 +23,34 @@ def test_training_learns_the_synthetic_signal(trained):
     assert (out / "best.pt").is_file() and (out / "last.pt").is_file() and (out / "metrics.json").is_file()
 
 
+def test_a_checkpoint_records_its_size_and_loads_without_fitting_it_again(trained, tiny_schema, monkeypatch):
+    """Fitting a FLOPs budget counts tens of probe models: train does it once and records the width multiplier,
+    and every load (evaluate, export, capacity) builds that size directly."""
+    import dataclasses
+
+    from clothing_recommend import builder
+    from clothing_recommend.checkpoint import load_for_inference, load_trained
+    from clothing_recommend.model import FeatureSizes
+
+    run, _ = trained
+    meta = load_for_inference(run)["meta"]
+    sizes = FeatureSizes.from_dict(meta["sizes"])
+    assert meta["width_multiplier"] == builder.sized_spec(SPEC, sizes).width_multiplier
+    expected = load_trained(run, tiny_schema)[0].state_dict()
+
+    def no_fit(*args):
+        raise AssertionError("a checkpoint's model was fitted to the budget again")
+
+    monkeypatch.setattr(builder, "fit_to_budget", no_fit)
+    loaded = load_trained(run, tiny_schema)[0].state_dict()
+    assert loaded.keys() == expected.keys() and all(torch.equal(loaded[k], expected[k]) for k in expected)
+    budgeted = dataclasses.replace(SPEC, flops_budget=123_456)
+    recorded = builder.sized_spec(budgeted, sizes, 0.5)
+    assert recorded.width_multiplier == 0.5 and recorded.flops_budget == 0
+    with pytest.raises(AssertionError, match="fitted to the budget again"):
+        builder.sized_spec(budgeted, sizes)  # a checkpoint without the record (template before v0.7.7) fits
+
+
 def test_lr_schedule_warms_up_then_decays_to_floor():
     config = config_from_dict({"warmup_steps": 10, "min_lr_ratio": 0.1})
     factors = [lr_factor(step, 110, config) for step in range(111)]

@@ -2,7 +2,8 @@
 
 A training directory holds ``last.pt`` (full state for exact resume), ``best.pt`` (weights with the best
 validation NE), ``log.jsonl`` and ``metrics.json``. Both ``.pt`` files carry ``meta``: package name, model
-spec, feature schema and its fingerprint, fitted preprocessing, table sizes and the training config.
+spec, feature schema and its fingerprint, fitted preprocessing, table sizes, the training config and the width
+multiplier the model was sized to (``width_multiplier``: loading builds that size without fitting again).
 Writes are atomic (temp file + rename), so a killed run never leaves a half-written checkpoint.
 
 The fitted preprocessing (vocabularies: millions of strings on large tables) is kept in ``meta`` as one JSON
@@ -153,7 +154,7 @@ def load_trained(checkpoint: str | Path, schema: FeatureSchema):
     payload = load_for_inference(checkpoint)
     meta = payload["meta"]
     check_compatible(meta, SPEC, schema, checkpoint)
-    model = build_model(SPEC, FeatureSizes.from_dict(meta["sizes"]))
+    model = build_model(SPEC, FeatureSizes.from_dict(meta["sizes"]), width_multiplier=meta.get("width_multiplier"))
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError:

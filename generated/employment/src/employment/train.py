@@ -24,7 +24,7 @@ from . import atomic
 from . import checkpoint as ckpt
 from . import distributed as dist
 from .averaging import WeightAverage, step_decay
-from .builder import build_model
+from .builder import build_model, sized_spec
 from .cache import encode_file
 from .config import TrainConfig, config_from_dict
 from .data import ParquetColumns
@@ -132,7 +132,8 @@ def train(
         meta["inputs"] = inputs
         meta["train_base_rates"] = {e: float(r) for e, r in zip(SPEC.events, train_rates.tolist())}
         with PHASES.phase("build"):
-            model = build_model(SPEC, sizes, config.seed)
+            meta["width_multiplier"] = sized_spec(SPEC, sizes).width_multiplier  # loading builds it as sized here
+            model = build_model(SPEC, sizes, config.seed, meta["width_multiplier"])
             model.init_base_rates(rates.cpu())
             model.set_calibration(torch.log(kept_negatives))  # He et al. 2014 correction, applied in eval only
             run = _Run(config, meta, out, model, world)
