@@ -40,8 +40,8 @@ def build_model(
 def sized_spec(spec: ModelSpec, sizes: FeatureSizes, width_multiplier: float | None = None) -> ModelSpec:
     """``spec`` at the size its model is built: with a ``flops_budget``, the width multiplier fitted to it, or
     ``width_multiplier`` when given: the multiplier a checkpoint recorded at training. Fitting counts the FLOPs
-    of tens of probe models (seconds in every evaluate, export and predict); loading the weights checks the
-    recorded size, since a state dict of other shapes does not load."""
+    of tens of probe models (seconds in every evaluate, export and capacity of a checkpoint); loading the
+    weights checks the recorded size, since a state dict of other shapes does not load."""
     if not spec.flops_budget:
         return spec
     if width_multiplier is not None:
