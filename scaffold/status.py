@@ -85,10 +85,11 @@ def fleet_status(
     statuses += [_unknown(repo, p) for p in by_commit.pop(None, [])]
     with ExitStack() as stack:
         snapshots = {commit: stack.enter_context(repo.snapshot(commit)) for commit in by_commit}
+        states = {commit: BEHIND if repo.changed_since(commit) else UP_TO_DATE for commit in by_commit}
         todo = [(package, commit) for commit, group in by_commit.items() for package in group]
         requests = [(snapshots[commit], package.answers, package.path) for package, commit in todo]
         for (package, commit), drift in zip(todo, map_in_workers(drift_from_render, requests, jobs), strict=True):
-            statuses.append(_status(repo, package, commit, drift))
+            statuses.append(_status(repo, package, states[commit], drift))
     return sorted(statuses, key=lambda s: s.name)
 
 
@@ -101,12 +102,12 @@ def drift_from_render(request: tuple[Path, dict, Path]) -> list[FileDrift]:
         return compare_to_render(package, rendered, model_owned_patterns(template_dir, answers))
 
 
-def _status(repo: TemplateRepo, package: Package, commit: str, drift: list[FileDrift]) -> PackageStatus:
+def _status(repo: TemplateRepo, package: Package, state: State, drift: list[FileDrift]) -> PackageStatus:
     return PackageStatus(
         name=package.name,
         path=_shown(repo, package),
         version=package.version,
-        state=BEHIND if repo.changed_since(commit) else UP_TO_DATE,
+        state=state,
         dirty=_is_dirty(repo, package),
         answers=package.questions,
         drift=drift,
