@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from adult_income import extensions
-from adult_income.builder import build_model
+from adult_income.builder import build_model, sized_spec
 from adult_income.capacity import capacity
 from adult_income.config import config_from_dict
 from adult_income.model import FeatureSizes, RankingModel, layout
@@ -78,10 +78,8 @@ def _inputs(batch=8):
 
 
 def test_the_default_extension_is_the_template_model_bit_for_bit():
-    from adult_income.budget import fit_to_budget
-
     built = build_model(SPEC, SIZES, seed=3)
-    spec = fit_to_budget(SPEC, SIZES) if SPEC.flops_budget else SPEC  # what build_model sizes first
+    spec = sized_spec(SPEC, SIZES)  # what build_model sizes first
     torch.manual_seed(3)
     plain = RankingModel(spec, SIZES)
     assert built.state_dict().keys() == plain.state_dict().keys()

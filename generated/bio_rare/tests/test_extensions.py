@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from bio_rare import extensions
-from bio_rare.builder import build_model
+from bio_rare.builder import build_model, sized_spec
 from bio_rare.capacity import capacity
 from bio_rare.config import config_from_dict
 from bio_rare.model import FeatureSizes, RankingModel, layout
@@ -78,10 +78,8 @@ def _inputs(batch=8):
 
 
 def test_the_default_extension_is_the_template_model_bit_for_bit():
-    from bio_rare.budget import fit_to_budget
-
     built = build_model(SPEC, SIZES, seed=3)
-    spec = fit_to_budget(SPEC, SIZES) if SPEC.flops_budget else SPEC  # what build_model sizes first
+    spec = sized_spec(SPEC, SIZES)  # what build_model sizes first
     torch.manual_seed(3)
     plain = RankingModel(spec, SIZES)
     assert built.state_dict().keys() == plain.state_dict().keys()

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from credit_default import extensions
-from credit_default.builder import build_model
+from credit_default.builder import build_model, sized_spec
 from credit_default.capacity import capacity
 from credit_default.config import config_from_dict
 from credit_default.model import FeatureSizes, RankingModel, layout
@@ -78,10 +78,8 @@ def _inputs(batch=8):
 
 
 def test_the_default_extension_is_the_template_model_bit_for_bit():
-    from credit_default.budget import fit_to_budget
-
     built = build_model(SPEC, SIZES, seed=3)
-    spec = fit_to_budget(SPEC, SIZES) if SPEC.flops_budget else SPEC  # what build_model sizes first
+    spec = sized_spec(SPEC, SIZES)  # what build_model sizes first
     torch.manual_seed(3)
     plain = RankingModel(spec, SIZES)
     assert built.state_dict().keys() == plain.state_dict().keys()
