@@ -98,9 +98,9 @@ def export_tree(root: Path, commit: str, dest: Path, *paths: str) -> None:
 
 def merge_file(ours: bytes, base: bytes, theirs: bytes) -> tuple[bytes, bool]:
     """3-way merge of one file's contents (``git merge-file``): (merged bytes, had conflicts)."""
-    import tempfile
+    from .scratch import scratch_dir
 
-    with tempfile.TemporaryDirectory(prefix="smt-merge-") as tmp:
+    with scratch_dir("merge") as tmp:
         paths = []
         for name, data in (("ours", ours), ("base", base), ("theirs", theirs)):
             path = Path(tmp) / name

@@ -26,7 +26,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -38,6 +37,7 @@ from .fleet import Package
 from .ledger import QUALIFICATION, new_record
 from .package_cli import PackageCLI, mean_ne
 from .quality import relative_ne_change, task_dir, with_answers
+from .scratch import scratch_dir
 from .techniques import Technique, is_on
 from .template import TemplateRepo
 
@@ -87,7 +87,7 @@ def run_job(job: TrainJob) -> JobResult:
     """Train and evaluate through the package's own CLI (a subprocess of the worker)."""
     started = time.perf_counter()
     cli, data = PackageCLI(Path(job.path), threads=job.threads), Path(job.data)
-    with tempfile.TemporaryDirectory(prefix="smt-qualify-") as tmp:
+    with scratch_dir("qualify") as tmp:
         out = Path(tmp) / "run"
         trained = cli.train(data / "train.parquet", data / "valid.parquet", out, [f"seed={job.seed}", *job.overrides])
         test = cli.evaluate(out, data / "test.parquet")

@@ -14,7 +14,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from .datasets.tasks import ALIASES
 from .errors import SmtError
 from .fleet import Package, load_package
 from .package_cli import Capacity, EventMetrics, PackageCLI, events_to_dict, mean_ne
+from .scratch import scratch_dir
 from .status import render_answers
 from .template import TemplateRepo, is_model_owned, model_owned_patterns, questions
 
@@ -84,7 +84,7 @@ def task_dir(data_root: Path, package: Package) -> Path:
 def run_once(package: Package, data: Path, seed: int, overrides: list[str], variant: str) -> Run:
     """Train ``package`` on the task in ``data`` through its own CLI; test metrics, cost and capacity."""
     cli = PackageCLI(package.path)
-    with tempfile.TemporaryDirectory(prefix="smt-quality-") as tmp:
+    with scratch_dir("quality") as tmp:
         out = Path(tmp) / "run"
         trained = cli.train(data / "train.parquet", data / "valid.parquet", out, [f"seed={seed}", *overrides])
         test = cli.evaluate(out, data / "test.parquet")
@@ -132,7 +132,7 @@ def with_answers(repo: TemplateRepo, package: Package, answers: dict, commit: st
     if not answers:
         yield package
         return
-    with repo.snapshot(commit) as template_dir, tempfile.TemporaryDirectory(prefix="smt-variant-") as tmp:
+    with repo.snapshot(commit) as template_dir, scratch_dir("variant") as tmp:
         merged = {**package.questions, **answers}
         out = render_answers(template_dir, merged, Path(tmp) / package.name)
         patterns = model_owned_patterns(template_dir, merged)
@@ -312,7 +312,7 @@ def at_version(package: Package, ref: str) -> Iterator[Package]:
     commit = _git.resolve(root, ref)
     if commit is None:
         raise SmtError(f"unknown git ref {ref!r}; pass a commit or tag of this repository to --previous")
-    with tempfile.TemporaryDirectory(prefix="smt-previous-") as tmp:
+    with scratch_dir("previous") as tmp:
         _git.export_tree(root, commit, Path(tmp), package.git_relpath)
         path = Path(tmp) / package.git_relpath
         if not (path / ".copier-answers.yml").is_file():

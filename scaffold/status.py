@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import filecmp
-import tempfile
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -11,6 +10,7 @@ from pathlib import Path
 
 from . import _copier, _git
 from .fleet import Package, discover
+from .scratch import scratch_dir
 from .template import TemplateRepo, is_model_owned, model_owned_patterns
 from .workers import map_in_workers
 
@@ -97,7 +97,7 @@ def drift_from_render(request: tuple[Path, dict, Path]) -> list[FileDrift]:
     """``(template_dir, answers, package)``: the package's template-owned files that differ from a fresh render
     of its answers (a function of one picklable argument, so it runs in a worker process)."""
     template_dir, answers, package = request
-    with tempfile.TemporaryDirectory(prefix="smt-render-") as tmp:
+    with scratch_dir("render") as tmp:
         rendered = render_answers(template_dir, answers, Path(tmp) / str(answers.get("name", package.name)))
         return compare_to_render(package, rendered, model_owned_patterns(template_dir, answers))
 

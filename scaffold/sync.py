@@ -13,7 +13,6 @@ the git index is never raced.
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -29,6 +28,7 @@ from .errors import InvalidAnswers, SmtError, TemplateDirty
 from .fleet import Package, discover, git_roots
 from .lock import fleet_lock
 from .merge import Conflict, MergePlan, plan_update
+from .scratch import scratch_dir
 from .status import render_answers
 from .template import TemplateRepo, check_answer_keys, model_owned_patterns
 from .workers import map_in_workers
@@ -233,7 +233,7 @@ def _plan_one(job: _Job) -> _Planned:
     """Render base and target, run trusted migrations on a scratch copy, plan the merge (no writes)."""
     started = time.perf_counter()
     try:
-        with tempfile.TemporaryDirectory(prefix="smt-sync-") as tmp:
+        with scratch_dir("sync") as tmp:
             todo = migrations.applicable(
                 job.target_template, job.answers, str(job.answers.get("_commit")), job.target_version
             )

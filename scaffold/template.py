@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -16,6 +15,7 @@ import yaml
 
 from . import _git
 from .errors import InvalidAnswers, NotATemplateRepo
+from .scratch import scratch_dir
 
 TEMPLATE_PATHS = ("copier.yml", "template_repo")
 FLEET_DIR = "generated"
@@ -73,16 +73,13 @@ class TemplateRepo:
     @contextlib.contextmanager
     def snapshot(self, commit: str | None = None) -> Iterator[Path]:
         """A plain (non-git) copy of the template: the working tree, or the tree at ``commit``."""
-        tmp = Path(tempfile.mkdtemp(prefix="smt-template-"))
-        try:
+        with scratch_dir("template") as tmp:
             if commit is None:
                 shutil.copy2(self.root / "copier.yml", tmp / "copier.yml")
                 shutil.copytree(self.root / "template_repo", tmp / "template_repo", ignore=_ignored)
             else:
                 _git.export_tree(self.root, commit, tmp, *TEMPLATE_PATHS)
             yield tmp
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _ignored(directory: str, names: list[str]) -> list[str]:

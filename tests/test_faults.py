@@ -324,3 +324,17 @@ def test_export_killed_mid_write_never_destroys_the_previous_artifact(tmp_path):
     assert artifact.read_bytes() == good  # the previous artifact, whole
     check = [sys.executable, "-c", f"import torch; torch.export.load({str(artifact)!r})"]
     assert subprocess.run(check, env=env, capture_output=True).returncode == 0
+
+
+def test_the_scratch_folders_of_a_killed_sync_are_swept_by_the_next_command(fleet, tmp_path):
+    victim, scratch = _victim(fleet, tmp_path), tmp_path / "tmp"
+    scratch.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "SMT_FAULT"} | {"TMPDIR": str(scratch)}
+    command = [str(BIN / "smt"), "sync", "--no-test", "--jobs", "1"]
+    killed = subprocess.run(command, cwd=victim, env={**env, "SMT_FAULT": "sync:planned:1"}, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL
+    left = sorted(p.name.rsplit("-", 1)[0] for p in scratch.iterdir())
+    assert "smt-template" in left, left  # the snapshots the kill kept from being removed
+    status = subprocess.run([str(BIN / "smt"), "status"], cwd=victim, env=env, capture_output=True, text=True)
+    assert status.returncode in (0, 1), status.stderr
+    assert list(scratch.iterdir()) == []

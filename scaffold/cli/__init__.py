@@ -8,6 +8,7 @@ import sys
 from rich.console import Console
 
 from ..errors import SmtError
+from ..scratch import sweep
 from . import (
     adopt,
     bench,
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    sweep()  # scratch folders of smt commands that were killed (see scratch.py)
     wide = None if sys.stdout.isatty() else 200  # tables in logs and pipes are not squeezed to 80 columns
     console = Console(highlight=False, soft_wrap=True, width=wide)
     try:

@@ -6,7 +6,6 @@ import contextlib
 import importlib.util
 import json
 import math
-import tempfile
 from pathlib import Path
 
 from rich.table import Table
@@ -25,6 +24,7 @@ from ..quality import (
     task_path,
     template_questions,
 )
+from ..scratch import scratch_dir
 from ..speed import INTERACTIONS, SpeedSetup, bench_package, bench_peer, make_dataset, render_package
 from ..speed import report as speed_report
 from ._common import fleet_of, repo_of
@@ -158,7 +158,7 @@ def _speed(args, console) -> int:
     if malformed:
         raise SmtError(f"training options are key=value; got {malformed} (e.g. --variant 'compile=true')")
     with contextlib.ExitStack() as stack:
-        work = Path(args.work).absolute() if args.work else Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        work = Path(args.work).absolute() if args.work else stack.enter_context(scratch_dir("bench"))
         results = []
         with console.status("speed") as status:
             status.update(f"writing a Criteo-shaped set of {setup.rows:,} rows")
