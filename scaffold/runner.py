@@ -12,6 +12,28 @@ from .errors import SmtError
 
 CACHE_PARTS = ("__pycache__", ".pytest_cache", ".smt-cache")
 
+# Run before a package's process on Linux: ask the kernel for SIGKILL when our caller dies (it survives the
+# exec), give up if the caller is already gone, then exec the real command in this same process.
+_WITH_PARENT = """
+import ctypes, os, signal, sys
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+except (OSError, AttributeError):
+    pass
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(137)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def dies_with_us(command: list[str]) -> list[str]:
+    """``command`` made to end when this process ends, even by kill -9: a killed sync or qualify leaves no
+    package tests or training behind. The process is the same after a short exec (its pid, argv, env and
+    exit status are the command's). Unchanged off Linux."""
+    if not sys.platform.startswith("linux"):
+        return list(command)
+    return [sys.executable, "-S", "-c", _WITH_PARENT, str(os.getpid()), *command]
+
 
 def tree_hash(path: Path) -> str:
     """sha256 over every file under ``path`` (relative path and bytes; caches and bytecode left out): the
@@ -41,7 +63,7 @@ def run_cli(
     """``python -m <package> ARGS`` in the package directory (the import name is the directory name), on
     ``threads`` OpenMP threads when given."""
     return subprocess.run(
-        [sys.executable, "-m", package.name, *args],
+        dies_with_us([sys.executable, "-m", package.name, *args]),
         cwd=package,
         env=package_env(package, threads),
         stdout=subprocess.PIPE,
@@ -54,7 +76,7 @@ def run_tests(package: Path, *pytest_args: str) -> subprocess.CompletedProcess:
     """The package's own test suite. One thread per process: several suites may run side by side."""
     env = package_env(package, threads=1)
     args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:warnings", *pytest_args]
-    return subprocess.run(args, cwd=package, capture_output=True, text=True, env=env)
+    return subprocess.run(dies_with_us(args), cwd=package, capture_output=True, text=True, env=env)
 
 
 def check_cli(package: Path, *args: str, capture_stderr: bool = True, threads: int | None = None) -> str:
