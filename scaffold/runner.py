@@ -9,15 +9,17 @@ import sys
 from pathlib import Path
 
 from .errors import SmtError
+from .workers import PR_SET_PDEATHSIG
 
 CACHE_PARTS = ("__pycache__", ".pytest_cache", ".smt-cache")
 
 # Run before a package's process on Linux: ask the kernel for SIGKILL when our caller dies (it survives the
 # exec), give up if the caller is already gone, then exec the real command in this same process.
-_WITH_PARENT = """
+# workers.die_with_parent does the same in a worker process; this one must run in the package's own process.
+_WITH_PARENT = f"""
 import ctypes, os, signal, sys
 try:
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    ctypes.CDLL(None, use_errno=True).prctl({PR_SET_PDEATHSIG}, signal.SIGKILL, 0, 0, 0)
 except (OSError, AttributeError):
     pass
 if os.getppid() != int(sys.argv[1]):

@@ -22,7 +22,7 @@ from scaffold import TemplateRepo, new_package
 from scaffold.journal import DIRECTORY, JOURNAL
 from scaffold.lock import fleet_lock
 
-from .helpers import BIN, commit_all, git, make_template_repo, tree_files
+from .helpers import BIN, commit_all, git, make_template_repo, process_stat, tree_files
 
 TEMPLATE_SRC = "template_repo/src/{{ name }}"
 NAMES = ("ctr_a", "ctr_b")
@@ -188,13 +188,10 @@ def test_workers_die_with_a_killed_parent(fleet, tmp_path):
 
 def _group_members(pgid: int) -> list[int]:
     members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(stat.parent.name))
+    for proc in Path("/proc").glob("[0-9]*"):
+        fields = process_stat(int(proc.name))
+        if fields is not None and int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(proc.name))
     return members
 
 

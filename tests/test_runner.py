@@ -14,6 +14,8 @@ import pytest
 
 from scaffold import runner
 
+from .helpers import process_stat
+
 REPO = Path(__file__).resolve().parents[1]
 
 MAIN = textwrap.dedent("""
@@ -67,8 +69,5 @@ def test_a_package_process_ends_when_the_smt_process_that_started_it_is_killed(p
 
 def _alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie, dead but not yet reaped by init, counts as gone)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    fields = process_stat(pid)
+    return fields is not None and fields[0] != "Z"
