@@ -41,8 +41,9 @@ RECIPES = {
 def run_one(cli: PackageCLI, data: Path, work: Path, batch: int, reference: int, recipe: str, seed: int) -> dict:
     out = work / f"b{batch}-{recipe}-s{seed}"
     overrides = [f"batch_size={batch}", f"reference_batch_size={reference}", f"seed={seed}", *RECIPES[recipe]]
-    summary = cli.train(data / "train.parquet", data / "valid.parquet", out, overrides)
-    test = cli.evaluate(out, data / "test.parquet")
+    summary, test = cli.train_and_test(
+        data / "train.parquet", data / "valid.parquet", data / "test.parquet", out, overrides
+    )
     return {
         "batch": batch,
         "recipe": recipe,

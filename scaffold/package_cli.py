@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import statistics
 import sys
 from collections.abc import Iterable, Mapping
@@ -92,6 +93,7 @@ class TrainResult:
     # Where the process's wall time went (template >= v0.5.0; empty / None from packages that predate it).
     process_seconds: float | None = None
     phases: dict[str, float] = field(default_factory=dict)
+    test: Evaluation | None = None  # `train --test` (template >= v0.7.10): the kept model on a held-out file
 
     @classmethod
     def from_dict(cls, d: Mapping) -> TrainResult:
@@ -106,12 +108,15 @@ class TrainResult:
             _events(d["valid"]),
             None if process is None else float(process),
             phases,
+            Evaluation.from_dict(d["test"]) if d.get("test") is not None else None,
         )
 
     def to_dict(self) -> dict:
         out = {**{k: getattr(self, k) for k in TRAIN_KEYS}, "valid": events_to_dict(self.valid)}
         if self.process_seconds is not None:
             out.update(process_seconds=self.process_seconds, phases=dict(self.phases))
+        if self.test is not None:
+            out["test"] = {"rows": self.test.rows, "events": events_to_dict(self.test.events)}
         return out
 
 
@@ -225,15 +230,32 @@ class PackageCLI:
         out: Path,
         overrides: Iterable[str] = (),
         quiet: bool = True,
+        test: Path | None = None,
     ) -> TrainResult:
-        """Train into ``out`` with ``key=value`` overrides of the package's training config."""
-        args = self.train_args(train, valid, out, overrides, quiet)
+        """Train into ``out`` with ``key=value`` overrides of the package's training config; with ``test``, the
+        package also scores the kept model on it (``train --test``: only packages that accept it, see
+        ``train_and_test``)."""
+        args = self.train_args(train, valid, out, overrides, quiet, test)
         return self.parse_train(self._run(*args, show_stderr=not quiet))
 
+    def train_and_test(
+        self, train: Path, valid: Path, test: Path, out: Path, overrides: Iterable[str] = ()
+    ) -> tuple[TrainResult, Evaluation]:
+        """Train, then the kept model's metrics on ``test``: in the training process where the package can
+        (``train --test``, template >= v0.7.10: one torch import, not two), else through ``evaluate``."""
+        if self.accepts("train", "--test"):
+            trained = self.train(train, valid, out, overrides, test=test)
+            if trained.test is None:
+                raise SmtError(f"`train --test` of {self.path.name} printed no test metrics")
+            return trained, trained.test
+        return self.train(train, valid, out, overrides), self.evaluate(out, test)
+
     @staticmethod
-    def train_args(train: Path, valid: Path, out: Path, overrides: Iterable[str] = (), quiet: bool = True) -> list:
+    def train_args(
+        train: Path, valid: Path, out: Path, overrides: Iterable[str] = (), quiet: bool = True, test: Path | None = None
+    ) -> list:
         args = ["train", "--train", _arg(train), "--valid", _arg(valid), "--out", _arg(out)]
-        return [*args, *(["--quiet"] if quiet else []), *overrides]
+        return [*args, *(["--quiet"] if quiet else []), *(["--test", _arg(test)] if test else []), *overrides]
 
     @staticmethod
     def parse_train(stdout: str) -> TrainResult:
@@ -260,9 +282,18 @@ class PackageCLI:
             _CAPACITY[key] = capacity
         return capacity
 
+    def accepts(self, command: str, option: str) -> bool:
+        """Whether the package's ``command`` takes ``option`` (its ``--help``; remembered per content of
+        ``src/``): how a client keeps working with packages of older template versions."""
+        key = (f"{sys.executable}\0{runner.tree_hash(self.path / 'src')}", command)
+        if key not in _HELP:
+            _HELP[key] = self._run(command, "--help")
+        return re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", _HELP[key]) is not None
+
     def _source_key(self) -> str:
         features = self.features.read_bytes() if self.features and self.features.is_file() else b""
         return f"{sys.executable}\0{runner.tree_hash(self.path / 'src')}\0{hashlib.sha256(features).hexdigest()}"
 
 
+_HELP: dict[tuple[str, str], str] = {}  # (interpreter and src/ content, command) → its --help text
 _CAPACITY: dict[str, Capacity] = {}  # PackageCLI._source_key → Capacity (failures are not remembered)

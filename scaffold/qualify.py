@@ -78,19 +78,21 @@ class JobResult:
     seed: int
     valid_ne: float
     test_ne: float
-    seconds: float  # wall time of train + evaluate (machine time of this job)
+    seconds: float  # wall time of training and testing (machine time of this job)
     steps: int
     cached: bool = False
 
 
 def run_job(job: TrainJob) -> JobResult:
-    """Train and evaluate through the package's own CLI (a subprocess of the worker)."""
+    """Train and test through the package's own CLI (a subprocess of the worker)."""
     started = time.perf_counter()
     cli, data = PackageCLI(Path(job.path), threads=job.threads), Path(job.data)
     with scratch_dir("qualify") as tmp:
         out = Path(tmp) / "run"
-        trained = cli.train(data / "train.parquet", data / "valid.parquet", out, [f"seed={job.seed}", *job.overrides])
-        test = cli.evaluate(out, data / "test.parquet")
+        overrides = [f"seed={job.seed}", *job.overrides]
+        trained, test = cli.train_and_test(
+            data / "train.parquet", data / "valid.parquet", data / "test.parquet", out, overrides
+        )
     seconds = time.perf_counter() - started
     return JobResult(job.package, job.arm, job.seed, mean_ne(trained.valid), test.mean_ne, seconds, trained.steps)
 

@@ -86,8 +86,10 @@ def run_once(package: Package, data: Path, seed: int, overrides: list[str], vari
     cli = PackageCLI(package.path)
     with scratch_dir("quality") as tmp:
         out = Path(tmp) / "run"
-        trained = cli.train(data / "train.parquet", data / "valid.parquet", out, [f"seed={seed}", *overrides])
-        test = cli.evaluate(out, data / "test.parquet")
+        overrides = [f"seed={seed}", *overrides]
+        trained, test = cli.train_and_test(
+            data / "train.parquet", data / "valid.parquet", data / "test.parquet", out, overrides
+        )
         capacity = cli.capacity(out)
     return Run(package.name, variant, seed, test.events, trained.train_seconds, trained.steps, capacity, trained.valid)
 

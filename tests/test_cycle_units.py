@@ -443,3 +443,50 @@ def test_capacity_is_measured_once_per_content_of_the_packages_source(tmp_path):
         with pytest.raises(SmtError, match="width must be positive"):
             cli.capacity()
         assert calls() == expected
+
+
+PROBE_TRAIN = """\
+import json, pathlib, sys
+here = pathlib.Path(__file__).parent
+open('calls.log', 'a').write(' '.join(a for a in sys.argv[1:] if not a.startswith('/')) + '\\n')
+if '--help' in sys.argv:
+    print((here / 'help.txt').read_text())
+    sys.exit(0)
+events = {'click': {'rows': 10, 'logloss': 0.5, 'ne': 0.9, 'auc': 0.7, 'calibration': 1.0}}
+if sys.argv[1] == 'evaluate':
+    print(json.dumps({'rows': 10, 'events': events}))
+else:
+    summary = {'steps': 3, 'best_step': 3, 'train_seconds': 0.1, 'samples_per_second': 10.0, 'valid': events}
+    if '--test' in sys.argv:
+        summary['test'] = {'rows': 10, 'events': events}
+    print(json.dumps(summary))
+"""
+
+
+def test_a_package_scores_its_test_split_in_the_train_process_when_its_cli_takes_test(tmp_path):
+    """``train_and_test`` asks the package's ``train --help`` once per content of its ``src/``: a package that
+    takes ``--test`` (template >= v0.7.10) trains and tests in one process; an older one trains, then
+    evaluates; an option that merely contains the name does not count."""
+    from scaffold.package_cli import PackageCLI
+
+    probe = tmp_path / "probe_test"
+    src = probe / "src" / "probe_test"
+    src.mkdir(parents=True)
+    (src / "__main__.py").write_text(PROBE_TRAIN)
+    help_text = src / "help.txt"
+    cli, files = PackageCLI(probe), [tmp_path / f"{s}.parquet" for s in ("train", "valid", "test")]
+
+    def calls() -> list[str]:
+        log = probe / "calls.log"
+        lines = log.read_text().splitlines() if log.is_file() else []
+        log.unlink(missing_ok=True)
+        return lines
+
+    one = ["train --train --valid --out --quiet --test"]
+    two = ["train --train --valid --out --quiet", "evaluate --checkpoint --data --json"]
+    for usage, runs in (("[--test PATH]", one), ("[--test-split PATH]", two)):
+        help_text.write_text(f"usage: train --train T --valid V --out O {usage}")
+        for _ in range(2):
+            trained, test = cli.train_and_test(*files, tmp_path / "run")
+            assert test.rows == 10 and test.events["click"].ne == 0.9 and trained.steps == 3
+        assert calls() == ["train --help", *runs, *runs]  # --help asked once per content of src/

@@ -148,3 +148,18 @@ def test_package_cli_takes_paths_relative_to_the_callers_directory(tmp_path, mon
     result = cli.train(train, valid, Path("run"), ["epochs=1", "batch_size=64"])
     assert result.steps > 0 and (tmp_path / "run" / "best.pt").is_file()
     assert cli.capacity(Path("run")).dense_flops_per_example > 0
+
+
+def test_train_with_test_gives_what_evaluate_gives_of_the_same_run(tmp_path):
+    """Qualification and the quality benchmark score the test split inside the training process (one torch
+    import, not two): a fleet package takes ``train --test`` and prints exactly what ``evaluate`` says."""
+    from scaffold.package_cli import PackageCLI
+
+    cli = PackageCLI(FLEET / PACKAGES[0])
+    train, valid, test = (
+        cli.synth(tmp_path / f"{s}.parquet", rows=n, seed=i)
+        for i, (s, n) in enumerate((("train", 300), ("valid", 100), ("test", 100)))
+    )
+    trained, tested = cli.train_and_test(train, valid, test, tmp_path / "run", ["epochs=1", "batch_size=64"])
+    assert cli.accepts("train", "--test") and trained.test == tested and tested.rows == 100
+    assert cli.evaluate(tmp_path / "run", test) == tested
