@@ -21,10 +21,14 @@ def test_synth_train_evaluate_export_capacity(tmp_path, capsys):
     assert main(["synth", "--rows", "500", "--out", str(valid), "--seed", "2"]) == 0
     run = tmp_path / "run"
     overrides = ["epochs=1", "batch_size=256", "log_every=2"]
-    assert main(["train", "--train", str(train), "--valid", str(valid), "--out", str(run), "--quiet", *overrides]) == 0
     capsys.readouterr()
+    test = ["--test", str(valid)]  # scored in the train process: the same dict as `evaluate --json` of the run
+    assert main(["train", "--train", str(train), "--valid", str(valid), "--out", str(run), "--quiet", *test, *overrides]) == 0
+    summary = json.loads(capsys.readouterr().out)
     assert main(["evaluate", "--checkpoint", str(run), "--data", str(valid), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
+    assert summary["test"] == result and summary["phases"]["test"] > 0
+    assert json.loads((run / "metrics.json").read_text())["test"] == result
     assert list(result["events"]) == list(SPEC.events) and result["rows"] == 500
     train_labels = pq.read_table(train, columns=list(SPEC.events))
     for event, m in result["events"].items():  # He et al. NE: the training base rate the checkpoint records
@@ -36,6 +40,12 @@ def test_synth_train_evaluate_export_capacity(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["parity_max_abs_diff"] <= 1e-5
     assert main(["capacity", "--checkpoint", str(run), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["dense_flops_per_example"] > 0
+
+
+def test_a_missing_test_file_stops_train_before_it_reads_anything(tmp_path, capsys):
+    train, valid, run, missing = (tmp_path / name for name in ("train.parquet", "valid.parquet", "run", "test.parquet"))
+    assert main(["train", "--train", str(train), "--valid", str(valid), "--out", str(run), "--test", str(missing)]) == 2
+    assert f"--test {missing} is not a file" in capsys.readouterr().err and not run.exists()
 
 
 def test_train_help_lists_every_training_option_with_its_default(capsys):

@@ -12,7 +12,7 @@ Phase names: ``imports`` (torch and the training modules), ``read`` (data file â
 encoded-data cache), ``stage`` (tensors to the device), ``build`` (model and optimizers), ``steps`` (the
 train loop's forward, backward and updates, with batch gathering), ``evaluate`` (validation predictions and
 metrics), ``checkpoint`` (``best.pt`` / ``last.pt`` writes; with ``async_checkpoints`` only the snapshot
-and any wait for the previous write), ``calibrate``.
+and any wait for the previous write), ``calibrate``, ``test`` (scoring ``train --test``).
 """
 
 from __future__ import annotations

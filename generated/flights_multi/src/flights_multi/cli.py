@@ -38,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=str(DEFAULT_TRAIN_CONFIG), help="training overrides YAML")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     p.add_argument("--quiet", action="store_true", help="no progress (bar on a terminal, else lines on stderr)")
+    p.add_argument(
+        "--test",
+        metavar="PATH",
+        help="then score the kept model on this held-out file in the same process (the summary's \"test\": "
+        "what `evaluate --json` of --out gives)",
+    )
     p.add_argument("overrides", nargs="*", metavar="key=value", help="training options, e.g. lr=0.001")
     p = sub.add_parser("evaluate", help="metrics per event of a checkpoint on a data file")
     p.add_argument("--checkpoint", required=True)
@@ -103,7 +109,9 @@ def _train(args) -> int:
     config = load_config(args.config, args.overrides)
     try:
         show = False if args.quiet else None
-        summary = train(args.train, args.valid, args.out, config, schema, resume=args.resume, show_progress=show)
+        summary = train(
+            args.train, args.valid, args.out, config, schema, resume=args.resume, show_progress=show, test_path=args.test
+        )
     except Interrupted as exc:
         print(f"stopped: {exc}", file=sys.stderr)
         return 130

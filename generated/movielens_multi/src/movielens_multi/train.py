@@ -9,6 +9,7 @@ Under ``torchrun`` every process trains on its shard of each global batch (see d
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sys
@@ -29,6 +30,7 @@ from .cache import encode_file
 from .config import TrainConfig, config_from_dict
 from .data import ParquetColumns
 from .errors import ConfigError, TrainingError
+from .evaluate import evaluate
 from .inputs import check_both_classes, check_same_inputs, file_identity
 from .large_batch import batch_scaling
 from .loss import multi_event_bce
@@ -85,10 +87,17 @@ def train(
     resume: bool = False,
     stop_after: int | None = None,
     show_progress: bool | None = None,
+    test_path: str | Path | None = None,
 ) -> dict:
-    """Train, write checkpoints to ``out_dir`` and return a summary with the best validation metrics."""
+    """Train, write checkpoints to ``out_dir`` and return a summary with the best validation metrics.
+
+    With ``test_path``, the summary also holds ``test``: ``evaluate(out_dir, test_path)`` of the finished run,
+    scored in this process (a caller that wants both saves a process start and torch's import).
+    """
     schema.check_events(SPEC.events)
     out = Path(out_dir)
+    if test_path is not None and not Path(test_path).is_file():
+        raise ConfigError(f"--test {test_path} is not a file: give the held-out split to score the kept model on")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; training writes a directory (checkpoints, log): pick a new path")
     last_path = out / ckpt.LAST
@@ -139,7 +148,9 @@ def train(
             run = _Run(config, meta, out, model, world)
             if resumed is not None:
                 run.restore(resumed)
-        summary = run.fit(source, valid_data, stop_after, _progress_mode(show_progress) if world.is_main else "off")
+        test = functools.partial(evaluate, out, test_path, schema) if test_path is not None else None
+        progress = _progress_mode(show_progress) if world.is_main else "off"
+        summary = run.fit(source, valid_data, stop_after, progress, test)
         completed = True
         return summary
     finally:
@@ -181,6 +192,7 @@ class _Run:
         if config.compile:
             compile_dense_stages(model)
         self.progress = Progress()
+        self.test_metrics = None  # fit's ``test`` result (evaluate's dict), when it was given one
         self.writer = ckpt.BackgroundWriter(background=config.async_checkpoints)
         self.saved_at = 0.0  # train seconds at the last resumable checkpoint
         self.progress_lines, self._line_at = False, 0.0  # plain progress lines on stderr (set by fit)
@@ -198,11 +210,11 @@ class _Run:
         self.saved_at = self.progress.train_seconds
         torch.set_rng_state(payload["rng"])
 
-    def fit(self, source, valid_data, stop_after: int | None, progress: str) -> dict:
+    def fit(self, source, valid_data, stop_after: int | None, progress: str, test=None) -> dict:
         """Train on batches from ``source`` (InMemoryBatches or StreamedBatches, see stream.py).
 
         ``progress``: "bar" (tqdm), "lines" (a plain line on stderr every PROGRESS_SECONDS and per evaluation)
-        or "off".
+        or "off". ``test``: called once the run is done and saved; what it returns is the summary's ``test``.
         """
         c, p = self.config, self.progress
         steps_per_epoch = math.ceil(len(source) / c.batch_size)
@@ -240,6 +252,9 @@ class _Run:
                 self._calibrate(valid_data)
         p.done = True
         self._save_last(wait=True)
+        if test is not None:
+            with PHASES.phase("test"):
+                self.test_metrics = test()
         return self._summary()
 
     def _step(self, batch, total: int, rows: int) -> torch.Tensor:
@@ -413,6 +428,7 @@ class _Run:
             "samples_per_second": round(p.samples / max(p.train_seconds, 1e-9), 1),
             "valid": p.best_metrics,
             **({"best_weights": p.best_weights} if self.average is not None else {}),
+            **({"test": self.test_metrics} if self.test_metrics is not None else {}),
             "process_seconds": round(process_seconds(), 3),
             "phases": PHASES.report(),
         }
