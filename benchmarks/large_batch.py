@@ -3,9 +3,9 @@
     .venv/bin/python -m benchmarks.large_batch --package generated/employment --data build/data/employment \
         --batches 512,4096,16384 --seeds 0,1,2 --out benchmarks/results/large_batch_cpu
 
-Every run trains through the package's own ``train`` (same epochs as its ``train.yaml``) and is evaluated on
-valid and test with its ``evaluate``. The reference is the package at ``--reference-batch`` with its own
-settings; each larger batch runs every recipe:
+Every run trains through the package's own ``train`` (same epochs as its ``train.yaml``) and is scored on
+valid and test (``train --test``, or ``evaluate`` for packages before template v0.7.10). The reference is the
+package at ``--reference-batch`` with its own settings; each larger batch runs every recipe:
 
 - ``none``: the tuned lrs as they are;
 - ``sqrt``: both lrs × √s (s = batch / reference batch);
