@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from . import _git
+from . import _git, runner
 from .datasets.tasks import ALIASES
 from .errors import SmtError
 from .fleet import Package, load_package
@@ -170,7 +170,7 @@ def run_peer(peer: str, package: Package, data: Path, seed: int) -> Run:
     features = package.path / "src" / package.name / "features.yaml"
     args = [sys.executable, "-m", f"scaffold.peers.{PEERS[peer]}", "--data", str(data), "--features", str(features)]
     args += ["--seed", str(seed)] + (["--model", peer] if PEERS[peer] == "deepctr" else [])
-    proc = subprocess.run(args, capture_output=True, text=True)
+    proc = subprocess.run(runner.dies_with_us(args), capture_output=True, text=True)  # ends with us
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         last = proc.stderr.strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]

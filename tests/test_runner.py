@@ -45,11 +45,20 @@ def test_the_command_runs_as_itself_with_its_arguments_env_and_exit_status(packa
     assert proc.stdout.strip() == "a b c 2 tiny_pkg"
 
 
+# How smt starts a package's (or a peer's) process: its CLI and tests, and the speed benchmark's timed runs.
+CALLERS = {
+    "run_cli": "runner.run_cli(package, 'sleep', sys.argv[2])",
+    "bench speed": "speed.run_measured([sys.executable, '-m', package.name, 'sleep', sys.argv[2]], package, "
+    "runner.package_env(package))",
+}
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
-def test_a_package_process_ends_when_the_smt_process_that_started_it_is_killed(package, tmp_path):
+@pytest.mark.parametrize("how", sorted(CALLERS))
+def test_a_package_process_ends_when_the_smt_process_that_started_it_is_killed(package, tmp_path, how):
     pidfile = tmp_path / "pid"
-    caller = "import sys; from pathlib import Path; from scaffold import runner; "
-    caller += "runner.run_cli(Path(sys.argv[1]), 'sleep', sys.argv[2])"
+    caller = "import sys; from pathlib import Path; from scaffold import runner, speed; "
+    caller += f"package = Path(sys.argv[1]); {CALLERS[how]}"
     smt = subprocess.Popen(
         [sys.executable, "-c", caller, str(package), str(pidfile)], env={**os.environ, "PYTHONPATH": str(REPO)}
     )
