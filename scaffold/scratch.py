@@ -9,7 +9,10 @@ A lock, unlike a pid in the folder's name, is not fooled by a reused pid or by a
 the same ``/tmp`` (containers).
 
 Every ``smt`` command sweeps once as it starts (cli/__init__.py). A folder without an ``.owner`` file is
-left alone: it is being created, or it was made by something else.
+left alone: it is being created, or it was made by something else. The one exception is a folder that holds
+nothing but an unlocked ``.owner.new`` older than ``GRACE_SECONDS``: its maker was killed in the instant
+between creating its lock file and renaming it into place (a live maker renames it within microseconds).
+An empty ``smt-*`` folder, from a kill even earlier, is left: it holds nothing, and it may be another tool's.
 """
 
 from __future__ import annotations
@@ -19,11 +22,16 @@ import fcntl
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from . import _faults
+
 PREFIX = "smt-"
 OWNER = ".owner"
+NEW_OWNER = f"{OWNER}.new"
+GRACE_SECONDS = 60.0  # an unlocked NEW_OWNER this old was left by a killed maker, not one still making it
 
 
 @contextlib.contextmanager
@@ -31,11 +39,12 @@ def scratch_dir(kind: str) -> Iterator[Path]:
     """A new empty folder ``smt-<kind>-*`` in the temp folder, removed on exit; ``sweep`` removes it once
     this process is gone if the exit never ran."""
     path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{kind}-"))
-    fd = os.open(path / f"{OWNER}.new", os.O_RDWR | os.O_CREAT, 0o600)  # not inherited by commands we run
+    fd = os.open(path / NEW_OWNER, os.O_RDWR | os.O_CREAT, 0o600)  # not inherited by commands we run
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nobody else knows the file yet: cannot block
+        _faults.point("scratch:owner-created")
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a sweep leaves a fresh NEW_OWNER alone: cannot block
         os.pwrite(fd, str(os.getpid()).encode(), 0)  # for a person who looks: the lock, not this, decides
-        os.rename(path / f"{OWNER}.new", path / OWNER)  # a sweep only ever sees it locked
+        os.rename(path / NEW_OWNER, path / OWNER)  # a sweep only ever sees it locked
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
@@ -63,10 +72,15 @@ def sweep(parent: Path | None = None) -> list[Path]:
 
 
 def _ownerless(folder: Path) -> bool:
-    """Remove ``folder`` if its ``.owner`` lock can be taken (its owner is dead); whether it was removed."""
+    """Remove ``folder`` if its ``.owner`` lock can be taken (its owner is dead), or if it holds only a stale
+    ``.owner.new`` (its maker died making it); whether it was removed."""
     try:
         fd = os.open(folder / OWNER, os.O_RDWR | os.O_NOFOLLOW)
-    except OSError:  # no owner file: being created, or not ours
+    except FileNotFoundError:
+        fd = _stale_new_owner(folder)
+        if fd is None:  # no owner file: being created, or not ours
+            return False
+    except OSError:
         return False
     try:
         try:
@@ -77,3 +91,15 @@ def _ownerless(folder: Path) -> bool:
         return not folder.exists()
     finally:
         os.close(fd)
+
+
+def _stale_new_owner(folder: Path) -> int | None:
+    """An open descriptor of ``folder``'s ``.owner.new`` when that file is all the folder holds and is older
+    than ``GRACE_SECONDS``, else None."""
+    if [e.name for e in os.scandir(folder)] != [NEW_OWNER]:
+        return None
+    fd = os.open(folder / NEW_OWNER, os.O_RDWR | os.O_NOFOLLOW)
+    if time.time() - os.fstat(fd).st_mtime < GRACE_SECONDS:
+        os.close(fd)
+        return None
+    return fd

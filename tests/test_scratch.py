@@ -7,9 +7,10 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
-from scaffold.scratch import OWNER, scratch_dir, sweep
+from scaffold.scratch import GRACE_SECONDS, NEW_OWNER, OWNER, scratch_dir, sweep
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,9 +24,9 @@ HOLDER = textwrap.dedent("""
     """)
 
 
-def _holder(tmp: Path) -> tuple[subprocess.Popen, Path]:
+def _holder(tmp: Path, **env) -> tuple[subprocess.Popen, Path]:
     """A process that made a scratch folder under ``tmp`` and sits in it."""
-    env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": str(REPO), **env}
     proc = subprocess.Popen([sys.executable, "-c", HOLDER], env=env, stdout=subprocess.PIPE, text=True)
     return proc, Path(proc.stdout.readline().strip())
 
@@ -66,3 +67,23 @@ def test_a_sweep_of_a_missing_or_unreadable_parent_does_nothing(tmp_path):
     assert sweep(tmp_path / "missing") == []
     (tmp_path / "smt-file-not-folder").write_text("x")
     assert sweep(tmp_path) == []
+
+
+def test_a_folder_whose_maker_was_killed_before_its_lock_was_in_place_is_swept_once_stale(tmp_path):
+    """Killed between creating ``.owner.new`` and renaming it to ``.owner``: the folder holds that file alone.
+    A sweep leaves it while it is fresh (a live maker renames it at once) and removes it once it is stale; an
+    old ``.owner.new`` beside anything else is not this case and stays."""
+    killed, _ = _holder(tmp_path, SMT_FAULT="scratch:owner-created")
+    assert killed.wait(timeout=30) == -signal.SIGKILL
+    (folder,) = tmp_path.iterdir()
+    assert folder.name.startswith("smt-held-") and [p.name for p in folder.iterdir()] == [NEW_OWNER]
+    assert sweep(tmp_path) == [] and folder.is_dir()
+    other = tmp_path / "smt-other-x"
+    other.mkdir()
+    (other / NEW_OWNER).write_text("")
+    (other / "data.txt").write_text("not ours to judge")
+    stale = time.time() - GRACE_SECONDS - 5
+    for file in (folder / NEW_OWNER, other / NEW_OWNER):
+        os.utime(file, (stale, stale))
+    assert sweep(tmp_path) == [folder]
+    assert not folder.exists() and (other / "data.txt").is_file()
