@@ -8,10 +8,13 @@ so a change of the package CLI's contract is one edit here.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
+import os
 import re
 import statistics
 import sys
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,12 +203,14 @@ class PackageCLI:
 
     ``features`` points every command at another ``features.yaml`` than the package's own (the benchmarks
     train one rendered package on several task layouts); ``threads`` sets its processes' ``OMP_NUM_THREADS``
-    (default: inherited).
+    (default: inherited). ``capacities`` is a folder that keeps ``capacity`` results of package sources across
+    processes (qualification uses the repository's ``.smt-cache/capacity``).
     """
 
     path: Path
     features: Path | None = None
     threads: int | None = None
+    capacities: Path | None = None  # where ``capacity`` remembers measured sources across processes (or not)
 
     def _options(self) -> list[str]:
         return ["--features", _arg(self.features)] if self.features else []
@@ -272,15 +277,31 @@ class PackageCLI:
     def capacity(self, checkpoint: Path | None = None) -> Capacity:
         """Without a checkpoint, the model the package's code and config build: remembered per content of the
         package's ``src/`` (and ``features``) for this process, since one command asks again for a tree it
-        already measured (an incumbent, a candidate that renders alike, a sizing check)."""
+        already measured (an incumbent, a candidate that renders alike, a sizing check), and in
+        ``capacities`` across processes (each measure is a process that imports torch and fits the FLOPs
+        budget: about 2 s). Failures are not remembered."""
         key = None if checkpoint else self._source_key()
         if key in _CAPACITY:
             return _CAPACITY[key]
-        stdout = self._run("capacity", *(["--checkpoint", _arg(checkpoint)] if checkpoint else []), "--json")
-        capacity = _parse(Capacity, stdout, "capacity")
+        entry = self._capacity_entry(key)
+        capacity = _read_capacity(entry)
+        if capacity is None:
+            stdout = self._run("capacity", *(["--checkpoint", _arg(checkpoint)] if checkpoint else []), "--json")
+            capacity = _parse(Capacity, stdout, "capacity")
+            _write_capacity(entry, capacity)
         if key:
             _CAPACITY[key] = capacity
         return capacity
+
+    def _capacity_entry(self, key: str | None) -> Path | None:
+        if key is None or self.capacities is None:
+            return None
+        try:
+            torch = importlib.metadata.version("torch")  # the package's process runs on this interpreter
+        except importlib.metadata.PackageNotFoundError:
+            torch = ""
+        digest = hashlib.sha256(f"{key}\0{torch}".encode()).hexdigest()
+        return self.capacities / f"{digest[:24]}.json"
 
     def accepts(self, command: str, option: str) -> bool:
         """Whether the package's ``command`` takes ``option`` (its ``--help``; remembered per content of
@@ -293,6 +314,30 @@ class PackageCLI:
     def _source_key(self) -> str:
         features = self.features.read_bytes() if self.features and self.features.is_file() else b""
         return f"{sys.executable}\0{runner.tree_hash(self.path / 'src')}\0{hashlib.sha256(features).hexdigest()}"
+
+
+def _read_capacity(entry: Path | None) -> Capacity | None:
+    """The capacity ``entry`` holds; None when there is none or it cannot be read (it is measured again)."""
+    if entry is None or not entry.is_file():
+        return None
+    try:
+        return Capacity.from_dict(json.loads(entry.read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_capacity(entry: Path | None, capacity: Capacity) -> None:
+    """Keep ``capacity`` in ``entry`` (written aside and renamed: readers see the whole entry or none; each
+    writer, process or thread, writes aside under its own name). An unwritable folder just keeps nothing."""
+    if entry is None:
+        return
+    tmp = entry.with_name(f".{entry.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(capacity.to_dict()))
+        os.replace(tmp, entry)
+    except OSError:
+        tmp.unlink(missing_ok=True)
 
 
 _HELP: dict[tuple[str, str], str] = {}  # (interpreter and src/ content, command) → its --help text

@@ -144,6 +144,22 @@ def run_ray(jobs: list[TrainJob], address: str, on_done: Callable[[JobResult], N
             ray.shutdown()
 
 
+def measure_flops(paths: list[Path], workers: int, capacities: Path | None) -> dict[Path, float | SmtError]:
+    """Dense FLOPs/example of each package at ``paths``, or the error that says why it cannot be built. Each
+    measure is a process of its own (about 2 s: torch's import and the budget fit), so ``workers`` of them
+    run at once; ``capacities`` keeps them across commands (see ``PackageCLI.capacity``)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def measure(path: Path) -> float | SmtError:
+        try:
+            return PackageCLI(path, capacities=capacities).capacity().dense_flops_per_example
+        except SmtError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        return dict(zip(paths, pool.map(measure, paths)))
+
+
 # --- the run cache: an incumbent trained once per (package content, data, seed) serves every qualification ---
 
 
@@ -301,26 +317,34 @@ def qualify(
     skipped = {p.name: "already on" for p in [*packages, *guard] if is_on(technique, p)}
     todo = [p for p in [*packages, *guard] if p.name not in skipped]
     cache = RunCache(repo.root / ".smt-cache" / "runs" if plan.cache else None)
+    capacities = repo.root / ".smt-cache" / "capacity" if plan.cache else None
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         arms, jobs, flops = {}, [], {}
+        data_of = {package.name: task_dir(data_root, package) for package in todo}
+        incumbent_flops = measure_flops([p.path for p in todo], plan.jobs, capacities)
+        candidates = {}
         for package in todo:
-            data = task_dir(data_root, package)
-            incumbent_flops = PackageCLI(package.path).capacity().dense_flops_per_example
+            if isinstance(incumbent_flops[package.path], SmtError):
+                raise incumbent_flops[package.path]
             answers = dict(technique.answers)
             if answers:
-                answers["flops_budget"] = int(round(incumbent_flops))
+                answers["flops_budget"] = int(round(incumbent_flops[package.path]))
             try:
-                candidate = stack.enter_context(with_answers(repo, package, answers, repo.resolve(version)))
+                candidates[package.name] = stack.enter_context(
+                    with_answers(repo, package, answers, repo.resolve(version))
+                )
             except InvalidAnswers as exc:
                 skipped[package.name] = f"not applicable: {exc}"
+        candidate_flops = measure_flops([c.path for c in candidates.values()], plan.jobs, capacities)
+        for package in todo:
+            if package.name not in candidates:
                 continue
-            try:  # sizing to the incumbent's FLOPs may be impossible: the template says why in one line
-                candidate_flops = PackageCLI(candidate.path).capacity().dense_flops_per_example
-            except SmtError as exc:
-                skipped[package.name] = f"not applicable at neutral capacity: {exc}"
+            candidate, data = candidates[package.name], data_of[package.name]
+            if isinstance(candidate_flops[candidate.path], SmtError):  # the template says why in one line
+                skipped[package.name] = f"not applicable at neutral capacity: {candidate_flops[candidate.path]}"
                 continue
-            flops[package.name] = (incumbent_flops, candidate_flops)
+            flops[package.name] = (incumbent_flops[package.path], candidate_flops[candidate.path])
             overrides = tuple(f"{k}={_value(v)}" for k, v in technique.training.items())
             arms[package.name] = (package, candidate)
             for seed in range(seeds_of[package.name]):

@@ -490,3 +490,45 @@ def test_a_package_scores_its_test_split_in_the_train_process_when_its_cli_takes
             trained, test = cli.train_and_test(*files, tmp_path / "run")
             assert test.rows == 10 and test.events["click"].ne == 0.9 and trained.steps == 3
         assert calls() == ["train --help", *runs, *runs]  # --help asked once per content of src/
+
+
+def test_capacities_are_kept_across_processes_and_a_corrupt_or_failed_one_is_measured_again(tmp_path):
+    """``capacities``: a new smt process (here: an empty in-memory table) reads what an earlier one measured
+    of the same ``src/`` instead of starting the package's process; an edit misses; a corrupt entry is measured
+    again and rewritten; a failure leaves no entry."""
+    from scaffold import package_cli
+    from scaffold.package_cli import PackageCLI
+
+    probe = tmp_path / "probe_kept"
+    src = probe / "src" / "probe_kept"
+    src.mkdir(parents=True)
+    (src / "__main__.py").write_text(
+        "import json, pathlib, sys\n"
+        "open('calls.log', 'a').write('capacity\\n')\n"
+        "width = int((pathlib.Path(__file__).parent / 'width.txt').read_text())\n"
+        "if width < 0:\n    sys.exit('capacity: width must be positive')\n"
+        "keys = ('parameters', 'dense_parameters', 'embedding_parameters', 'embedding_bytes')\n"
+        "print(json.dumps({**{k: width for k in keys}, 'dense_flops_per_example': 2.0 * width}))\n"
+    )
+    (src / "width.txt").write_text("8")
+    kept = tmp_path / "kept"
+
+    def new_process_capacity() -> float:
+        package_cli._CAPACITY.clear()
+        return PackageCLI(probe, capacities=kept).capacity().dense_flops_per_example
+
+    def calls() -> int:
+        return len((probe / "calls.log").read_text().splitlines())
+
+    assert new_process_capacity() == 16.0 and calls() == 1
+    (entry,) = kept.iterdir()
+    assert new_process_capacity() == 16.0 and calls() == 1  # read, not measured
+    entry.write_text("{torn")
+    assert new_process_capacity() == 16.0 and calls() == 2 and json.loads(entry.read_text())["parameters"] == 8
+    (src / "width.txt").write_text("-1")
+    with pytest.raises(SmtError, match="width must be positive"):
+        new_process_capacity()
+    assert calls() == 3 and [p.name for p in kept.iterdir()] == [entry.name]
+    (src / "width.txt").write_text("8")
+    assert new_process_capacity() == 16.0 and calls() == 3  # the content it had: its entry again
+    package_cli._CAPACITY.clear()
