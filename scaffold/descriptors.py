@@ -102,8 +102,9 @@ def _label_rates(train: Path, labels: list[str]) -> tuple[int, list[float]]:
     return table.num_rows, rates
 
 
-def describe(package: Package, train: Path) -> Descriptor:
-    """The descriptor of ``package`` whose training data is the file ``train``."""
+def describe(package: Package, train: Path, capacities: Path | None = None) -> Descriptor:
+    """The descriptor of ``package`` whose training data is the file ``train`` (``capacities``: see
+    ``PackageCLI``)."""
     schema = _schema(package)
     labels = list(schema.get("labels") or package.questions.get("events") or [])
     if not labels:
@@ -112,7 +113,7 @@ def describe(package: Package, train: Path) -> Descriptor:
     sparse, multi_hot, dense = (list(schema.get(k) or []) for k in ("sparse", "multi_hot", "dense"))
     vocabulary = sum(int(f.get("buckets") or f.get("cardinality") or 0) for f in (*sparse, *multi_hot))
     vocabulary += sum(int(f.get("buckets") or 0) for f in dense)
-    capacity = PackageCLI(package.path).capacity()
+    capacity = PackageCLI(package.path, capacities=capacities).capacity()
     return Descriptor(
         package=package.name,
         rows=rows,
@@ -128,12 +129,14 @@ def describe(package: Package, train: Path) -> Descriptor:
     )
 
 
-def describe_fleet(packages: list[Package], train_of, workers: int = 4) -> tuple[list[Descriptor], list[str]]:
+def describe_fleet(
+    packages: list[Package], train_of, workers: int = 4, capacities: Path | None = None
+) -> tuple[list[Descriptor], list[str]]:
     """Descriptors of every package whose training file ``train_of(package)`` exists; the names of the others."""
     from concurrent.futures import ThreadPoolExecutor
 
     have = [p for p in packages if train_of(p).is_file()]
     missing = [p.name for p in packages if p not in have]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        descriptors = list(pool.map(lambda p: describe(p, train_of(p)), have))
+        descriptors = list(pool.map(lambda p: describe(p, train_of(p), capacities), have))
     return descriptors, missing

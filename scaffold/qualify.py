@@ -35,7 +35,7 @@ from . import runner
 from .errors import InvalidAnswers, SmtError
 from .fleet import Package
 from .ledger import QUALIFICATION, new_record
-from .package_cli import PackageCLI, mean_ne
+from .package_cli import PackageCLI, capacity_store, mean_ne
 from .quality import relative_ne_change, task_dir, with_answers
 from .scratch import scratch_dir
 from .techniques import Technique, is_on
@@ -317,7 +317,7 @@ def qualify(
     skipped = {p.name: "already on" for p in [*packages, *guard] if is_on(technique, p)}
     todo = [p for p in [*packages, *guard] if p.name not in skipped]
     cache = RunCache(repo.root / ".smt-cache" / "runs" if plan.cache else None)
-    capacities = repo.root / ".smt-cache" / "capacity" if plan.cache else None
+    capacities = capacity_store(repo.root) if plan.cache else None
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         arms, jobs, flops = {}, [], {}

@@ -11,6 +11,7 @@ from rich.table import Table
 from ..descriptors import FIELDS, describe_fleet
 from ..errors import SmtError
 from ..fleet import discover
+from ..package_cli import capacity_store
 from ..quality import task_path
 from ..subset import choose_subset
 from ._common import fleet_of, repo_of
@@ -28,9 +29,11 @@ def fleet_subset(repo, args, console):
     """Descriptors of the fleet's packages that have task data, and their subset; notes the others."""
     data_root = Path(args.data) if Path(args.data).is_absolute() else repo.root / args.data
     packages = [p for p in discover(repo, None, fleet_of(args)) if not p.problem]
-    descriptors, missing = describe_fleet(
-        packages, lambda p: task_path(data_root, p) / "train.parquet", workers=os.cpu_count() or 1
-    )
+
+    def train_of(package):
+        return task_path(data_root, package) / "train.parquet"
+
+    descriptors, missing = describe_fleet(packages, train_of, os.cpu_count() or 1, capacity_store(repo.root))
     if not descriptors:
         raise SmtError(f"no package has task data under {data_root}; run `smt data fetch` or pass --data")
     if missing and not getattr(args, "json", False):
