@@ -55,7 +55,7 @@ def smoke_train(package: Path, rows: int, epochs: int) -> dict:
         cli.synth(train, rows, seed=1)
         cli.synth(valid, rows // 4, seed=2)
         summary = cli.train(train, valid, run, [f"epochs={epochs}", "patience=0"])
-        capacity = cli.capacity(run)
+        capacity = cli.run_capacity(summary, run)
     valid_ne = mean_ne(summary.valid)
     return {"samples_per_second": summary.samples_per_second, "valid_mean_ne": valid_ne, **capacity.to_dict()}
 

@@ -66,4 +66,6 @@ def run_demo(
     test = cli.evaluate(run, data / "test.parquet")
     echo("5/5 export with torch.export (parity + latency) and capacity")
     export = cli.export(run, run / "model.pt2")
-    return DemoResult(created.path, DEMO_ANSWERS, created.seconds, train, test.events, export, cli.capacity(run))
+    return DemoResult(
+        created.path, DEMO_ANSWERS, created.seconds, train, test.events, export, cli.run_capacity(train, run)
+    )

@@ -97,6 +97,7 @@ class TrainResult:
     process_seconds: float | None = None
     phases: dict[str, float] = field(default_factory=dict)
     test: Evaluation | None = None  # `train --test` (template >= v0.7.10): the kept model on a held-out file
+    capacity: Capacity | None = None  # the run's model, as `capacity --checkpoint` says (template >= v0.7.11)
 
     @classmethod
     def from_dict(cls, d: Mapping) -> TrainResult:
@@ -112,6 +113,7 @@ class TrainResult:
             None if process is None else float(process),
             phases,
             Evaluation.from_dict(d["test"]) if d.get("test") is not None else None,
+            Capacity.from_dict(d["capacity"]) if d.get("capacity") is not None else None,
         )
 
     def to_dict(self) -> dict:
@@ -120,6 +122,8 @@ class TrainResult:
             out.update(process_seconds=self.process_seconds, phases=dict(self.phases))
         if self.test is not None:
             out["test"] = {"rows": self.test.rows, "events": events_to_dict(self.test.events)}
+        if self.capacity is not None:
+            out["capacity"] = self.capacity.to_dict()
         return out
 
 
@@ -273,6 +277,11 @@ class PackageCLI:
     def export(self, checkpoint: Path, out: Path) -> ExportResult:
         stdout = self._run("export", "--checkpoint", _arg(checkpoint), "--out", _arg(out), "--json")
         return _parse(ExportResult, stdout, "export")
+
+    def run_capacity(self, trained: TrainResult, out: Path) -> Capacity:
+        """The capacity of the run ``trained`` wrote to ``out``: from its summary (template >= v0.7.11), else
+        ``capacity --checkpoint``."""
+        return trained.capacity if trained.capacity is not None else self.capacity(out)
 
     def capacity(self, checkpoint: Path | None = None) -> Capacity:
         """Without a checkpoint, the model the package's code and config build: remembered per content of the

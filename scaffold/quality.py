@@ -90,7 +90,7 @@ def run_once(package: Package, data: Path, seed: int, overrides: list[str], vari
         trained, test = cli.train_and_test(
             data / "train.parquet", data / "valid.parquet", data / "test.parquet", out, overrides
         )
-        capacity = cli.capacity(out)
+        capacity = cli.run_capacity(trained, out)
     return Run(package.name, variant, seed, test.events, trained.train_seconds, trained.steps, capacity, trained.valid)
 
 

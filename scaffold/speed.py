@@ -148,7 +148,7 @@ def bench_package(package: Path, data: Path, setup: SpeedSetup, train_args: tupl
         walls[cache] = time.perf_counter() - started
         summary = cli.parse_train(stdout)
         phases[cache] = {**summary.phases, "startup": max(0.0, walls[cache] - (summary.process_seconds or 0.0))}
-    capacity = cli.capacity(out)
+    capacity = cli.run_capacity(summary, out)
     exported = cli.export(out, package / "m.pt2")
     return SpeedResult(
         trainer=f"smt {package.name.removeprefix('speed_')}" + (f" ({' '.join(train_args)})" if train_args else ""),

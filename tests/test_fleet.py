@@ -150,9 +150,10 @@ def test_package_cli_takes_paths_relative_to_the_callers_directory(tmp_path, mon
     assert cli.capacity(Path("run")).dense_flops_per_example > 0
 
 
-def test_train_with_test_gives_what_evaluate_gives_of_the_same_run(tmp_path):
-    """Qualification and the quality benchmark score the test split inside the training process (one torch
-    import, not two): a fleet package takes ``train --test`` and prints exactly what ``evaluate`` says."""
+def test_train_reports_what_evaluate_and_capacity_say_of_the_same_run(tmp_path):
+    """Qualification and the quality benchmark score the test split and read the model's capacity inside the
+    training process (one torch import, not three): a fleet package takes ``train --test`` and prints exactly
+    what ``evaluate`` and ``capacity --checkpoint`` say."""
     from scaffold.package_cli import PackageCLI
 
     cli = PackageCLI(FLEET / PACKAGES[0])
@@ -163,3 +164,4 @@ def test_train_with_test_gives_what_evaluate_gives_of_the_same_run(tmp_path):
     trained, tested = cli.train_and_test(train, valid, test, tmp_path / "run", ["epochs=1", "batch_size=64"])
     assert cli.accepts("train", "--test") and trained.test == tested and tested.rows == 100
     assert cli.evaluate(tmp_path / "run", test) == tested
+    assert trained.capacity == cli.capacity(tmp_path / "run") == cli.run_capacity(trained, tmp_path / "run")
