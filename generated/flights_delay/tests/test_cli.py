@@ -39,7 +39,8 @@ def test_synth_train_evaluate_export_capacity(tmp_path, capsys):
     assert main(["export", "--checkpoint", str(run), "--out", str(tmp_path / "m.pt2"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["parity_max_abs_diff"] <= 1e-5
     assert main(["capacity", "--checkpoint", str(run), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["dense_flops_per_example"] > 0
+    measured = json.loads(capsys.readouterr().out)
+    assert measured == summary["capacity"] and measured["dense_flops_per_example"] > 0  # train reports it too
 
 
 def test_a_missing_test_file_stops_train_before_it_reads_anything(tmp_path, capsys):

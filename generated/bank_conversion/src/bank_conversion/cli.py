@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--test",
         metavar="PATH",
-        help="then score the kept model on this held-out file in the same process (the summary's \"test\": "
+        help='then score the kept model on this held-out file in the same process (the summary\'s "test": '
         "what `evaluate --json` of --out gives)",
     )
     p.add_argument("overrides", nargs="*", metavar="key=value", help="training options, e.g. lr=0.001")
@@ -109,9 +109,8 @@ def _train(args) -> int:
     config = load_config(args.config, args.overrides)
     try:
         show = False if args.quiet else None
-        summary = train(
-            args.train, args.valid, args.out, config, schema, resume=args.resume, show_progress=show, test_path=args.test
-        )
+        paths = (args.train, args.valid, args.out)
+        summary = train(*paths, config, schema, resume=args.resume, show_progress=show, test_path=args.test)
     except Interrupted as exc:
         print(f"stopped: {exc}", file=sys.stderr)
         return 130

@@ -27,6 +27,7 @@ from . import distributed as dist
 from .averaging import WeightAverage, step_decay
 from .builder import build_model, sized_spec
 from .cache import encode_file
+from .capacity import capacity
 from .config import TrainConfig, config_from_dict
 from .data import ParquetColumns
 from .errors import ConfigError, TrainingError
@@ -92,7 +93,8 @@ def train(
     """Train, write checkpoints to ``out_dir`` and return a summary with the best validation metrics.
 
     With ``test_path``, the summary also holds ``test``: ``evaluate(out_dir, test_path)`` of the finished run,
-    scored in this process (a caller that wants both saves a process start and torch's import).
+    scored in this process (a caller that wants both saves a process start and torch's import). The summary's
+    ``capacity`` is what ``capacity --checkpoint out_dir`` reports of the run.
     """
     schema.check_events(SPEC.events)
     out = Path(out_dir)
@@ -145,7 +147,9 @@ def train(
             model = build_model(SPEC, sizes, config.seed, meta["width_multiplier"])
             model.init_base_rates(rates.cpu())
             model.set_calibration(torch.log(kept_negatives))  # He et al. 2014 correction, applied in eval only
+            served = capacity(model, sizes, schema) if world.is_main else None  # on the host, before any step
             run = _Run(config, meta, out, model, world)
+            run.capacity = served
             if resumed is not None:
                 run.restore(resumed)
         test = functools.partial(evaluate, out, test_path, schema) if test_path is not None else None
@@ -193,6 +197,7 @@ class _Run:
             compile_dense_stages(model)
         self.progress = Progress()
         self.test_metrics = None  # fit's ``test`` result (evaluate's dict), when it was given one
+        self.capacity = None  # the model's parameters, embedding bytes and dense FLOPs/example (capacity.py)
         self.writer = ckpt.BackgroundWriter(background=config.async_checkpoints)
         self.saved_at = 0.0  # train seconds at the last resumable checkpoint
         self.progress_lines, self._line_at = False, 0.0  # plain progress lines on stderr (set by fit)
@@ -429,6 +434,7 @@ class _Run:
             "valid": p.best_metrics,
             **({"best_weights": p.best_weights} if self.average is not None else {}),
             **({"test": self.test_metrics} if self.test_metrics is not None else {}),
+            **({"capacity": self.capacity} if self.capacity is not None else {}),
             "process_seconds": round(process_seconds(), 3),
             "phases": PHASES.report(),
         }
