@@ -34,7 +34,7 @@ from .defaults import answer_default, config_path, set_answer_default, set_train
 from .errors import SmtError
 from .fleet import Package, discover, git_roots
 from .ledger import ADOPTION, Ledger, append, ledger_path, new_record, pair_matrix, read
-from .package_cli import PackageCLI
+from .package_cli import PackageCLI, capacity_store
 from .quality import at_version, with_answers
 from .releases import RELEASES, releases_path
 from .sync import REACHED, sync_fleet
@@ -226,7 +226,7 @@ def _sync_groups(
 ) -> None:
     """Sync ``packages`` to ``version``, one ``smt sync`` per distinct set of answer overrides; a package that
     did not reach ``version`` turns every one of its pairs in ``states`` to ``not synced`` (in place)."""
-    overrides_of = sync_overrides(techniques, packages, states)
+    overrides_of = sync_overrides(techniques, packages, states, capacity_store(repo.root))
     groups: dict[str, list[str]] = {}
     for p in packages:
         groups.setdefault(repr(sorted(overrides_of.get(p.name, {}).items())), []).append(p.name)
@@ -327,22 +327,26 @@ def _states(
 def not_applicable(repo: TemplateRepo, technique: Technique, package: Package, ref: str) -> str | None:
     """Why ``package`` cannot take ``technique``'s answers at its own dense FLOPs/example (the template's one
     line: the sizing is impossible or leaves layers too narrow to learn), or None when it can."""
-    budget = package.questions.get("flops_budget") or _dense_flops(package)
+    store = capacity_store(repo.root)
+    budget = package.questions.get("flops_budget") or _dense_flops(package, store)
     try:
         with with_answers(repo, package, {**technique.answers, "flops_budget": budget}, repo.resolve(ref)) as cand:
-            PackageCLI(cand.path).capacity()
+            PackageCLI(cand.path, capacities=store).capacity()
     except SmtError as exc:
         return str(exc)
     return None
 
 
-def _dense_flops(package: Package) -> int:
-    return int(round(PackageCLI(package.path).capacity().dense_flops_per_example))
+def _dense_flops(package: Package, capacities: Path | None = None) -> int:
+    return int(round(PackageCLI(package.path, capacities=capacities).capacity().dense_flops_per_example))
 
 
-def sync_overrides(techniques: list[Technique], packages: list[Package], states: dict) -> dict[str, dict]:
+def sync_overrides(
+    techniques: list[Technique], packages: list[Package], states: dict, capacities: Path | None = None
+) -> dict[str, dict]:
     """package → the answers its sync carries: an adopted answer with the package's current FLOPs as the
-    budget (neutral capacity), or, where the answer is not applicable, the package's own old value (pinned)."""
+    budget (neutral capacity), or, where the answer is not applicable, the package's own old value (pinned).
+    ``capacities``: see ``PackageCLI``."""
     overrides_of: dict[str, dict] = {}
     for t in techniques:
         for p in packages:
@@ -354,7 +358,7 @@ def sync_overrides(techniques: list[Technique], packages: list[Package], states:
                 continue
             extra.update(t.answers)
             if not p.questions.get("flops_budget") and "flops_budget" not in extra:
-                extra["flops_budget"] = _dense_flops(p)
+                extra["flops_budget"] = _dense_flops(p, capacities)
     return overrides_of
 
 
