@@ -22,8 +22,8 @@ def test_synth_train_evaluate_export_capacity(tmp_path, capsys):
     run = tmp_path / "run"
     overrides = ["epochs=1", "batch_size=256", "log_every=2"]
     capsys.readouterr()
-    test = ["--test", str(valid)]  # scored in the train process: the same dict as `evaluate --json` of the run
-    assert main(["train", "--train", str(train), "--valid", str(valid), "--out", str(run), "--quiet", *test, *overrides]) == 0
+    args = ["train", "--train", str(train), "--valid", str(valid), "--out", str(run), "--quiet"]
+    assert main([*args, "--test", str(valid), *overrides]) == 0  # scored in this process: `evaluate --json` of run
     summary = json.loads(capsys.readouterr().out)
     assert main(["evaluate", "--checkpoint", str(run), "--data", str(valid), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
