@@ -29,12 +29,12 @@ from pathlib import Path
 
 from packaging.version import Version
 
-from . import _faults, _git
+from . import _faults, _git, smt_cache
 from .defaults import answer_default, config_path, set_answer_default, set_training_default, training_defaults
 from .errors import SmtError
 from .fleet import Package, discover, git_roots
 from .ledger import ADOPTION, Ledger, append, ledger_path, new_record, pair_matrix, read
-from .package_cli import PackageCLI, capacity_store
+from .package_cli import PackageCLI
 from .quality import at_version, with_answers
 from .releases import RELEASES, releases_path
 from .sync import REACHED, sync_fleet
@@ -226,7 +226,7 @@ def _sync_groups(
 ) -> None:
     """Sync ``packages`` to ``version``, one ``smt sync`` per distinct set of answer overrides; a package that
     did not reach ``version`` turns every one of its pairs in ``states`` to ``not synced`` (in place)."""
-    overrides_of = sync_overrides(techniques, packages, states, capacity_store(repo.root))
+    overrides_of = sync_overrides(techniques, packages, states, smt_cache.capacities(repo.root))
     groups: dict[str, list[str]] = {}
     for p in packages:
         groups.setdefault(repr(sorted(overrides_of.get(p.name, {}).items())), []).append(p.name)
@@ -327,7 +327,7 @@ def _states(
 def not_applicable(repo: TemplateRepo, technique: Technique, package: Package, ref: str) -> str | None:
     """Why ``package`` cannot take ``technique``'s answers at its own dense FLOPs/example (the template's one
     line: the sizing is impossible or leaves layers too narrow to learn), or None when it can."""
-    store = capacity_store(repo.root)
+    store = smt_cache.capacities(repo.root)
     budget = package.questions.get("flops_budget") or _dense_flops(package, store)
     try:
         with with_answers(repo, package, {**technique.answers, "flops_budget": budget}, repo.resolve(ref)) as cand:

@@ -325,11 +325,6 @@ class PackageCLI:
         return f"{sys.executable}\0{runner.tree_hash(self.path / 'src')}\0{hashlib.sha256(features).hexdigest()}"
 
 
-def capacity_store(root: Path) -> Path:
-    """The folder of a repository where ``capacity`` results are kept across commands (git-ignored)."""
-    return Path(root) / ".smt-cache" / "capacity"
-
-
 def _read_capacity(entry: Path | None) -> Capacity | None:
     """The capacity ``entry`` holds; None when there is none or it cannot be read (it is measured again)."""
     if entry is None or not entry.is_file():

@@ -31,11 +31,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import runner
+from . import runner, smt_cache
 from .errors import InvalidAnswers, SmtError
 from .fleet import Package
 from .ledger import QUALIFICATION, new_record
-from .package_cli import PackageCLI, capacity_store, mean_ne
+from .package_cli import PackageCLI, mean_ne
 from .quality import relative_ne_change, task_dir, with_answers
 from .scratch import scratch_dir
 from .techniques import Technique, is_on
@@ -316,8 +316,8 @@ def qualify(
     seeds_of = {p.name: plan.seeds for p in packages} | {p.name: plan.guard_seeds for p in guard}
     skipped = {p.name: "already on" for p in [*packages, *guard] if is_on(technique, p)}
     todo = [p for p in [*packages, *guard] if p.name not in skipped]
-    cache = RunCache(repo.root / ".smt-cache" / "runs" if plan.cache else None)
-    capacities = capacity_store(repo.root) if plan.cache else None
+    cache = RunCache(smt_cache.runs(repo.root) if plan.cache else None)
+    capacities = smt_cache.capacities(repo.root) if plan.cache else None
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         arms, jobs, flops = {}, [], {}

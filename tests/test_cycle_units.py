@@ -532,3 +532,19 @@ def test_capacities_are_kept_across_processes_and_a_corrupt_or_failed_one_is_mea
     (src / "width.txt").write_text("8")
     assert new_process_capacity() == 16.0 and calls() == 3  # the content it had: its entry again
     package_cli._CAPACITY.clear()
+
+
+def test_the_smt_cache_ignores_itself_in_a_repository_that_does_not_name_it(tmp_path):
+    """A qualification or adoption in a repository whose ``.gitignore`` does not list ``.smt-cache/`` leaves
+    ``git status`` clean (adopt and release refuse to run on uncommitted changes)."""
+    from scaffold import smt_cache
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (smt_cache.runs(tmp_path) / "abc.json").write_text("{}")
+    (smt_cache.capacities(tmp_path) / "def.json").write_text("{}")
+    status = subprocess.run(["git", "-C", str(tmp_path), "status", "--porcelain"], capture_output=True, text=True)
+    assert status.returncode == 0 and status.stdout == ""
+    ignore = tmp_path / ".smt-cache" / ".gitignore"
+    ignore.write_text("*\n# the user's own\n")
+    smt_cache.runs(tmp_path)
+    assert ignore.read_text() == "*\n# the user's own\n"  # an existing file is left as it is

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from rich.table import Table
 
+from .. import smt_cache
 from ..descriptors import FIELDS, describe_fleet
 from ..errors import SmtError
 from ..fleet import discover
-from ..package_cli import capacity_store
 from ..quality import task_path
 from ..subset import choose_subset
 from ._common import fleet_of, repo_of
@@ -33,7 +33,7 @@ def fleet_subset(repo, args, console):
     def train_of(package):
         return task_path(data_root, package) / "train.parquet"
 
-    descriptors, missing = describe_fleet(packages, train_of, os.cpu_count() or 1, capacity_store(repo.root))
+    descriptors, missing = describe_fleet(packages, train_of, os.cpu_count() or 1, smt_cache.capacities(repo.root))
     if not descriptors:
         raise SmtError(f"no package has task data under {data_root}; run `smt data fetch` or pass --data")
     if missing and not getattr(args, "json", False):
