@@ -81,9 +81,10 @@ def exit_process(code: int) -> NoReturn:
 
     Python's own exit frees every module and object one by one: with torch and ``torch._dynamo`` loaded (any
     ``torch.optim`` optimizer imports it as it is made: ``add_param_group`` is wrapped in
-    ``torch._disable_dynamo``) that took 0.4–0.6 s after every command, about a tenth of a small training. So this finishes what an exit must finish, in the order Python does: threads
-    that are not daemons are joined, then the ``atexit`` handlers run (inductor's compile workers, temporary
-    folders, coverage); the output is flushed and the process ends. Every file a command wrote is closed by then.
+    ``torch._disable_dynamo``) that took 0.4–0.6 s after every command, about a tenth of a small training. So
+    this finishes what an exit must finish, in the order Python does: threads that are not daemons are joined,
+    then the ``atexit`` handlers run (inductor's compile workers, temporary folders, coverage); the output is
+    flushed and the process ends. Every file a command wrote is closed by then.
 
     A rank of a torchrun job (WORLD_SIZE > 1) ends without the handlers. ``DistributedDataParallel`` keeps
     gloo's process group and its worker threads alive until the process ends; a worker thread that drops its
