@@ -346,12 +346,15 @@ CAPTURE = {"capture_output": True, "text": True}
 
 EXITING = """
 import atexit, pathlib, sys, threading, time
+from concurrent.futures import ThreadPoolExecutor
 from flights_multi.cli import exit_process
 out = pathlib.Path(sys.argv[1])
 def late():
     time.sleep(0.3)
     (out / "thread.txt").write_text("written")
 threading.Thread(target=late).start()
+pool = ThreadPoolExecutor(2)  # left open, as inductor's compile pool is: its idle workers wait for work
+pool.submit(time.sleep, 0.05)
 atexit.register(lambda: (out / "atexit.txt").write_text((out / "thread.txt").read_text()))
 print("summary", end="")
 exit_process(3)
@@ -360,9 +363,11 @@ exit_process(3)
 
 def test_a_command_exits_with_its_code_after_its_threads_and_exit_handlers_and_output(tmp_path):
     """``exit_process`` skips the teardown of torch's modules (0.4–0.6 s per command), not what an exit must
-    do: a thread still writing finishes, then the ``atexit`` handlers run, and buffered output reaches a pipe."""
+    do: a thread still writing finishes, then the ``atexit`` handlers run, and buffered output reaches a pipe.
+    A thread pool left open does not hang it (v0.7.12 to v0.7.15 waited forever on its idle workers: every
+    ``compile=true`` command hung after its work was done)."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
-    proc = subprocess.run([sys.executable, "-c", EXITING, str(tmp_path)], env=env, **CAPTURE)
+    proc = subprocess.run([sys.executable, "-c", EXITING, str(tmp_path)], env=env, timeout=120, **CAPTURE)
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert proc.stdout == "summary" and (tmp_path / "atexit.txt").read_text() == "written"
 

@@ -82,9 +82,12 @@ def exit_process(code: int) -> NoReturn:
     Python's own exit frees every module and object one by one: with torch and ``torch._dynamo`` loaded (any
     ``torch.optim`` optimizer imports it as it is made: ``add_param_group`` is wrapped in
     ``torch._disable_dynamo``) that took 0.4–0.6 s after every command, about a tenth of a small training. So
-    this finishes what an exit must finish, in the order Python does: threads that are not daemons are joined,
-    then the ``atexit`` handlers run (inductor's compile workers, temporary folders, coverage); the output is
-    flushed and the process ends. Every file a command wrote is closed by then.
+    this finishes what an exit must finish, in the order Python does: ``threading._shutdown`` (what
+    ``Py_FinalizeEx`` calls first) tells thread pools to stop, so their idle workers end, and joins the threads
+    that are not daemons; then the ``atexit`` handlers run (inductor's compile workers, temporary folders,
+    coverage); the output is flushed and the process ends. Every file a command wrote is closed by then.
+    Joining the threads without the pools' hooks waited forever on an open ``ThreadPoolExecutor``'s idle
+    workers: every ``compile=true`` command hung after its work was done (v0.7.12 to v0.7.15).
 
     A rank of a torchrun job (WORLD_SIZE > 1) ends without the handlers. ``DistributedDataParallel`` keeps
     gloo's process group and its worker threads alive until the process ends; a worker thread that drops its
@@ -94,10 +97,8 @@ def exit_process(code: int) -> NoReturn:
     then failed the job.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        for thread in threading.enumerate():
-            if thread is not threading.main_thread() and not thread.daemon:
-                thread.join()
-        atexit._run_exitfuncs()  # what Py_Finalize runs before it frees the modules
+        threading._shutdown()  # what Py_Finalize runs first: the pools' exit hooks, then joins non-daemon threads
+        atexit._run_exitfuncs()  # what Py_Finalize runs next, before it frees the modules
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
