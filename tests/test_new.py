@@ -100,6 +100,10 @@ def test_cli_reports_one_line_errors(template_repo, capsys):
     assert err.startswith("error:") and "\n" not in err
     assert main(["--repo", str(template_repo), "new", "ctr_a", "--set", "novalue"]) == 2
     assert "KEY=VALUE" in capsys.readouterr().err
+    for empty in ("", " , "):  # an empty list is an invalid answer, not the default
+        assert main(["--repo", str(template_repo), "new", "ctr_a", "--events", empty]) == 2
+        assert "non-empty YAML list" in capsys.readouterr().err
+        assert not (template_repo / "generated" / "ctr_a").exists()
     assert main(["--repo", str(template_repo), "new", "ctr_a", "--events", "click,buy", "--embedding-dim", "8"]) == 0
     answers = yaml.safe_load((template_repo / "generated" / "ctr_a" / ".copier-answers.yml").read_text())
     assert answers["events"] == ["click", "buy"] and answers["embedding_dim"] == 8 and answers["towers"] == "mmoe"

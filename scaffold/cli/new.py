@@ -33,7 +33,7 @@ def register(p) -> None:
 
 def run(args, console) -> int:
     data = parse_data(args.set, "--set")
-    if args.events:
+    if args.events is not None:  # "" or "," is an empty list, which the template's validator rejects
         data["events"] = [e.strip() for e in args.events.split(",") if e.strip()]
     for key in [k for k in SHORTCUTS if k != "events"]:
         if getattr(args, key) is not None:
