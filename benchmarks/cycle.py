@@ -37,10 +37,13 @@ from scaffold.report import chromium, screenshot, write_report
 SMT = str(Path(sys.executable).parent / "smt")
 
 
-def smt_json(*args: str) -> dict:
+def smt_json(*args: str, partial_ok: bool = False) -> dict:
+    """``smt ARGS --json``'s answer. ``partial_ok``: exit 1 with an answer is one too (``smt adopt`` exits 1 when
+    a package was not synced, and its record says which: the cycle reports those pairs as not adopted)."""
     proc = subprocess.run([SMT, *args, "--json"], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"smt {' '.join(args)} failed: {proc.stderr.strip().splitlines()[-1:]}")
+    if proc.returncode != 0 and not (partial_ok and proc.returncode == 1 and proc.stdout.strip()):
+        lines = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
+        raise SystemExit(f"smt {' '.join(args)} failed (exit {proc.returncode}): {lines[-1:]}")
     return json.loads(proc.stdout)
 
 
@@ -345,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     choices, combinations = per_model_search(per_model, min_gain, run_combination, args.max_combination)
     subset_records = {t: smt_json("qualify", t, *(["--k", str(args.k)] if args.k else []), *common) for t in techniques}
     accepted = [t for t, r in subset_records.items() if r["decision"] == "accept"]
-    adoption = smt_json("adopt", *accepted) if accepted and not args.no_adopt else None
+    adoption = smt_json("adopt", *accepted, partial_ok=True) if accepted and not args.no_adopt else None
     f = figures(per_model, subset_records, accepted, adoption, len(packages), choices, combinations)
     first = next(iter(subset_records.values()))
     result = {

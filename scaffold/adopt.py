@@ -201,7 +201,7 @@ def adopt(
         release(repo, version)
         _faults.point("adopt:released")
         on_status(f"released {version} with {ids} as defaults")
-    _sync_groups(repo, techniques, packages, states, version, jobs, fleet_file, on_status, run_tests)
+    not_synced = _sync_groups(repo, techniques, packages, states, version, jobs, fleet_file, on_status, run_tests)
     record = new_record(
         ADOPTION,
         technique=techniques[0].id if len(techniques) == 1 else "+".join(t.id for t in techniques),
@@ -214,6 +214,7 @@ def adopt(
         override_reason=override_reason,
         resumed=resumed,
         package_tests=run_tests,
+        not_synced=not_synced,
         machine_seconds=round(time.perf_counter() - started, 1),
     )
     append(path, record)
@@ -223,14 +224,15 @@ def adopt(
 
 def _sync_groups(
     repo, techniques, packages, states, version: str, jobs, fleet_file, on_status, run_tests: bool = True
-) -> None:
+) -> dict[str, str]:
     """Sync ``packages`` to ``version``, one ``smt sync`` per distinct set of answer overrides; a package that
-    did not reach ``version`` turns every one of its pairs in ``states`` to ``not synced`` (in place)."""
+    did not reach ``version`` turns every one of its pairs in ``states`` to ``not synced`` (in place). Returns
+    package → why it did not reach ``version`` (sync's one-line reason)."""
     overrides_of = sync_overrides(techniques, packages, states, smt_cache.capacities(repo.root))
     groups: dict[str, list[str]] = {}
     for p in packages:
         groups.setdefault(repr(sorted(overrides_of.get(p.name, {}).items())), []).append(p.name)
-    reached = set()
+    reached, reasons = set(), {}
     for names in groups.values():
         overrides = overrides_of.get(names[0], {})
         on_status(f"sync {', '.join(names)} to {version}" + (f" with {overrides}" if overrides else ""))
@@ -238,11 +240,14 @@ def _sync_groups(
             repo, names, ref=version, jobs=jobs, overrides=overrides, fleet_file=fleet_file, run_tests=run_tests
         )
         reached |= {r.name for r in results if r.result in REACHED}
+        reasons |= {r.name: f"{r.result}: {r.reason}" for r in results if r.result not in REACHED}
         _faults.point("adopt:synced-group")
     for t in techniques:
         for name in states[t.id]:
             if name not in reached:
                 states[t.id][name] = NOT_SYNCED
+    missed = sorted({p.name for p in packages} - reached)
+    return {name: reasons.get(name, "did not reach the release") for name in missed}
 
 
 def _released_by_adopt(repo: TemplateRepo, ids: str, version: str) -> bool:
@@ -280,7 +285,7 @@ def _finish(
     on_status(f"finishing {len(chosen)} not-synced package(s) of adoption {last['id']} at {current}")
     states = _states(repo, techniques, chosen, last["from_version"], sizing_ref=current)
     states = {t: {n: s for n, s in per.items() if n in todo.get(t, ())} for t, per in states.items()}
-    _sync_groups(repo, techniques, chosen, states, current, jobs, fleet_file, on_status, run_tests)
+    not_synced = _sync_groups(repo, techniques, chosen, states, current, jobs, fleet_file, on_status, run_tests)
     states = {t: per for t, per in states.items() if per}
     record = new_record(
         ADOPTION,
@@ -295,6 +300,7 @@ def _finish(
         resumed=False,
         completes=last["id"],
         package_tests=run_tests,
+        not_synced=not_synced,
         machine_seconds=round(time.perf_counter() - started, 1),
     )
     append(ledger_path(repo.root), record)

@@ -339,5 +339,12 @@ def _check_package(package: Path) -> str:
     proc = runner.run_tests(package, "-m", "not slow and not distributed", "-x", "-q")
     if proc.returncode == 0:
         return ""
-    last = [line for line in proc.stdout.splitlines() if line.strip()][-1:] or [f"exit {proc.returncode}"]
-    return f"the package's tests fail after the update ({last[0]}); package left as it was"
+    return f"the package's tests fail after the update ({_first_failure(proc)}); package left as it was"
+
+
+def _first_failure(proc) -> str:
+    """pytest's first ``FAILED``/``ERROR`` summary line, else its last line that is not a ``!!!`` banner."""
+    lines = [line.strip() for line in proc.stdout.splitlines() if line.strip()]
+    failed = [line for line in lines if line.startswith(("FAILED ", "ERROR "))]
+    plain = [line for line in lines if not line.startswith("!")]
+    return (failed or plain[-1:] or [f"exit {proc.returncode}"])[0]

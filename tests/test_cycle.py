@@ -246,6 +246,8 @@ def test_a_package_whose_adoption_sync_was_refused_is_finished_by_running_adopt_
     assert smt(root, *adopt_args, capsys=capsys)[0] == 1
     first = read(root / "ledger.jsonl").records[-1]
     assert first["packages"] == {"ctr_a": "adopted", "ctr_b": "not synced"} and first["to_version"] == "v1.1.0"
+    assert list(first["not_synced"]) == ["ctr_b"]  # and why, in the record: the test that failed
+    assert "tests/test_a_local_gate.py::test_gate" in first["not_synced"]["ctr_b"]
 
     def answers(name):
         return yaml.safe_load((root / "generated" / name / ".copier-answers.yml").read_text())

@@ -227,6 +227,7 @@ def test_failing_post_update_tests_leave_the_package_as_it_was(fleet_repo):
     before = tree_files(fleet_repo / "generated" / "ctr_a")
     result = sync_fleet(TemplateRepo.find(fleet_repo), ["ctr_a"])[0]
     assert result.result == "failed" and "tests fail" in result.reason
+    assert "FAILED tests/test_a_broken.py::test_broken" in result.reason  # which test, not pytest's banner
     assert tree_files(fleet_repo / "generated" / "ctr_a") == before
     assert git(fleet_repo, "status", "--porcelain", "--", "generated") == ""
 

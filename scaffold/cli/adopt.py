@@ -50,6 +50,8 @@ def run(args, console) -> int:
     for name in sorted(record["packages"]):
         table.add_row(name, *(record["per_technique"][t][name] for t in record["techniques"]))
     console.print(table)
+    for name, reason in record.get("not_synced", {}).items():
+        console.print(f"{name}: not synced: {reason}", highlight=False)
     skipped = "" if record["package_tests"] else "; the packages' tests were skipped (--no-test)"
     console.print(f"ledger record {record['id']}; {record['machine_seconds']:.0f} s{skipped}")
     return 0 if "not synced" not in record["packages"].values() else 1
