@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -202,6 +206,51 @@ def test_flops_budget_sizes_the_model_within_two_percent():
         assert fitted.width_multiplier != SPEC.width_multiplier
     with pytest.raises(ConfigError, match="too small for any model"):
         fit_to_budget(dataclasses.replace(SPEC, flops_budget=10), sizes)
+
+
+def test_a_budget_just_above_the_defaults_flops_is_fitted_above_it():
+    from employment.budget import TOLERANCE, dense_flops, fit_to_budget
+
+    sizes = FeatureSizes((10, 20, 30), (7,), 3)
+    plain = dense_flops(SPEC, sizes)
+    budget = plain * (1 + 0.95 * TOLERANCE)  # the defaults are within tolerance; a closer width exists above
+    fitted = dense_flops(fit_to_budget(dataclasses.replace(SPEC, flops_budget=int(budget)), sizes), sizes)
+    assert abs(fitted - budget) < abs(plain - budget)
+
+
+def test_flops_are_counted_as_torchs_flop_counter_mode_counts_them():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from employment.flops import forward_flops
+    from employment.model import probe_inputs
+
+    for sizes in (FeatureSizes((10, 20, 30), (7,), 3), FeatureSizes((5,), (), 0)):
+        model = RankingModel(SPEC, sizes).eval()
+        inputs = probe_inputs(sizes, 8)
+        with torch.no_grad(), FlopCounterMode(display=False) as reference:
+            model(*inputs)
+        assert forward_flops(lambda m=model, x=inputs: m(*x)) == reference.get_total_flops() > 0
+
+
+def test_counting_flops_and_fitting_a_budget_do_not_start_torch_dynamo():
+    """torch's FlopCounterMode imports torch._dynamo on first use (1-2 s of every process that counts)."""
+    script = (
+        "import dataclasses, sys, torch\n"
+        "before = 'torch._dynamo' in sys.modules\n"
+        "from employment.budget import dense_flops, fit_to_budget\n"
+        "from employment.model import FeatureSizes\n"
+        "from employment.spec import SPEC\n"
+        "sizes = FeatureSizes((10, 20, 30), (7,), 3)\n"
+        "fit_to_budget(dataclasses.replace(SPEC, flops_budget=int(2 * dense_flops(SPEC, sizes))), sizes)\n"
+        "print(before, 'torch._dynamo' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    before, after = proc.stdout.split()
+    if before == "True":
+        pytest.skip("this torch imports torch._dynamo with torch itself")
+    assert after == "False"
 
 
 def test_a_budget_that_would_leave_layers_too_narrow_to_learn_is_refused():

@@ -52,3 +52,19 @@ def test_metrics_a_single_class_cannot_define_are_null_not_nan():
     metrics = event_metrics(np.zeros(10), np.full(10, 0.1))
     assert metrics["auc"] is None and metrics["calibration"] is None and metrics["ne"] is None
     assert json.loads(json.dumps(metrics))["logloss"] == pytest.approx(metrics["logloss"])  # valid JSON
+
+
+def test_cross_fitted_bias_scores_each_block_with_the_other_blocks_bias():
+    from flights_multi.metrics import cross_fitted_bias_probs
+
+    # event 0: rate 0.2 in the first half, 0.6 in the second; event 1: 0.5 throughout; logits 0 everywhere
+    labels = np.zeros((1000, 2))
+    labels[:100, 0], labels[500:800, 0] = 1, 1
+    labels[::2, 1] = 1
+    probs = cross_fitted_bias_probs(np.zeros((1000, 2)), labels)
+    np.testing.assert_allclose(probs[:500, 0], 0.6, atol=1e-9)  # the first half scored with the second's bias
+    np.testing.assert_allclose(probs[500:, 0], 0.2, atol=1e-9)
+    np.testing.assert_allclose(probs[:, 1], 0.5, atol=1e-9)
+    three = cross_fitted_bias_probs(np.zeros((900, 1)), labels[:900, :1], folds=3)
+    np.testing.assert_allclose(three[:300, 0], 300 / 600, atol=1e-9)  # rows 300..899 hold 300 positives
+    np.testing.assert_allclose(three[600:, 0], 200 / 600, atol=1e-9)  # rows 0..599 hold 200

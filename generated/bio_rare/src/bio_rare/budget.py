@@ -1,8 +1,8 @@
 """Neutral serving capacity: size a model to a dense-FLOPs-per-example budget (template-owned).
 
 With a ``flops_budget`` answer, the width multiplier of every MLP is solved by bisection so that the model's
-dense FLOPs per example (torch.utils.flop_counter, forward pass) land within ±2% of the budget. Comparisons
-between variants are then at equal serving cost. Embedding lookups cost 0 FLOPs here: report bytes apart.
+dense FLOPs per example (torch's flop formulas on a forward pass, ``flops.py``) land within ±2% of the budget.
+Comparisons between variants are then at equal serving cost. Embedding lookups cost 0 FLOPs here: report bytes apart.
 The budget sizes the template's stages; stages of the package's extension are counted by ``capacity`` but
 not resized.
 """
@@ -14,9 +14,9 @@ import functools
 import math
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from .errors import ConfigError
+from .flops import forward_flops
 from .model import FeatureSizes, RankingModel, probe_inputs
 from .modules.mlp import scaled
 from .spec import ModelSpec
@@ -28,6 +28,7 @@ PROBE_BATCH = 8
 # three seeds then trained to NE 0.74 (incumbent 0.17), calibration 0.15. Such a candidate is refused, not run.
 MIN_WIDTH = 8
 
+MAX_MULTIPLIER = 64.0  # the widest a budget may make the template's MLPs
 
 META_ABOVE = 4.0  # probes wider than this count on the meta device: shapes only, nothing allocated
 
@@ -50,9 +51,8 @@ def _count(spec: ModelSpec, sizes, device: torch.device) -> float:
     probe = FeatureSizes(tuple(2 for _ in sizes.sparse), tuple(2 for _ in sizes.multi_hot), sizes.num_dense)
     with device:
         model = RankingModel(dataclasses.replace(spec, flops_budget=0), probe).eval()
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(*probe_inputs(probe, PROBE_BATCH))
-    return counter.get_total_flops() / PROBE_BATCH
+        inputs = probe_inputs(probe, PROBE_BATCH)
+        return forward_flops(lambda: model(*inputs)) / PROBE_BATCH
 
 
 @functools.lru_cache(maxsize=32)
@@ -60,19 +60,26 @@ def fit_to_budget(spec: ModelSpec, sizes) -> ModelSpec:
     """``spec`` with the width multiplier that puts dense FLOPs/example within ±2% of ``spec.flops_budget``."""
     budget = spec.flops_budget
 
+    @functools.cache
     def flops(multiplier: float) -> float:
         return dense_flops(dataclasses.replace(spec, width_multiplier=multiplier), sizes)
 
-    low, high = 1e-3, 64.0
+    low, high = 1e-3, 1.0
     if flops(low) > budget * (1 + TOLERANCE):
         raise ConfigError(
             f"flops_budget {budget:,} is too small for any model of this package (the narrowest needs "
             f"{flops(low):,.0f} FLOPs/example); raise it, or lower dcn_rank / embedding_dim"
         )
+    # Widen the bracket only as far as the budget needs: a probe above META_ABOVE is built on the meta device,
+    # whose initialisers run through torch._refs and import torch._dynamo (1-2 s); most budgets never need one.
+    while high < MAX_MULTIPLIER and flops(high) < budget:
+        low, high = high, min(high * 4, MAX_MULTIPLIER)
     if flops(high) < budget * (1 - TOLERANCE):
-        raise ConfigError(f"flops_budget {budget:,} needs more than 64× the widths; add layers to over_arch instead")
+        raise ConfigError(
+            f"flops_budget {budget:,} needs more than {MAX_MULTIPLIER:g}× the widths; add layers to over_arch instead"
+        )
     best = (math.inf, 1.0)
-    for _ in range(40):
+    while high - low > 1e-7:  # finer than the 6 decimals the multiplier is rounded to: 24 to 30 probes, not 40
         middle = math.sqrt(low * high)
         value = flops(middle)
         best = min(best, (abs(value - budget) / budget, middle))

@@ -85,7 +85,9 @@ class TrainConfig:
     negative_sampling: float = _option(
         1.0, "fraction of all-negative train rows kept; eval/export correct by log(rate)"
     )
-    calibrate_bias: bool = _option(False, "after training, fit a per-event logit bias so that valid calibration is 1.0")
+    calibrate_bias: bool = _option(
+        False, "after training, fit a per-event logit bias so that valid calibration is 1.0 (valid NE: cross-fitted)"
+    )
     stream: bool = _option(False, "read the (Parquet) train file one row group at a time instead of all in memory")
     data_cache: bool = _option(
         True, "keep encoded tensors in the user cache ($SMT_DATA_CACHE or ~/.cache/smt-data; see cache.py)"

@@ -1,14 +1,14 @@
 """Capacity of a model: parameters, embedding bytes, dense FLOPs per example (template-owned).
 
-FLOPs are counted by ``torch.utils.flop_counter`` on a forward pass (matmuls only; lookups count as 0),
+FLOPs are counted by torch's flop formulas (``flops.py``) on a forward pass (matmuls only; lookups count as 0),
 divided by the batch size, so comparisons at a serving budget use one definition.
 """
 
 from __future__ import annotations
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
+from .flops import forward_flops
 from .model import FeatureSizes, RankingModel
 from .preprocess import FIRST_ID
 from .schema import FeatureSchema
@@ -40,13 +40,13 @@ def capacity(model: RankingModel, sizes: FeatureSizes, schema: FeatureSchema, ba
     embedding_bytes = sum(p.numel() * p.element_size() for p in embedding)
     was_training = model.training
     model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(*example_inputs(sizes, schema, batch))
+    inputs = example_inputs(sizes, schema, batch)
+    flops = forward_flops(lambda: model(*inputs))
     model.train(was_training)
     return {
         "parameters": total,
         "dense_parameters": total - embedding_params,
         "embedding_parameters": embedding_params,
         "embedding_bytes": embedding_bytes,
-        "dense_flops_per_example": counter.get_total_flops() / batch,
+        "dense_flops_per_example": flops / batch,
     }

@@ -35,7 +35,7 @@ from .evaluate import evaluate
 from .inputs import check_both_classes, check_same_inputs, file_identity
 from .large_batch import batch_scaling
 from .loss import multi_event_bce
-from .metrics import all_metrics, bias_for_rate
+from .metrics import all_metrics, bias_for_rate, cross_fitted_bias_probs
 from .model import FeatureSizes, RankingModel
 from .optimizers import build_optimizers
 from .predict import predict, to_device
@@ -385,18 +385,23 @@ class _Run:
         return dist.gather(mine.to(gather_device), self.world).cpu().numpy()
 
     def _calibrate(self, valid_data) -> None:
-        """Fit a per-event logit bias on the best weights so that mean prediction = mean label on valid."""
+        """Fit a per-event logit bias on the best weights so that mean prediction = mean label on valid; the
+        checkpoint keeps that bias. The valid metrics reported are cross-fitted (``cross_fitted_bias_probs``):
+        scored in sample, the bias would decide its own qualification on the rows it was fit on (flights_multi,
+        3 seeds: valid NE -7.1%, test NE +10.5%)."""
         best = ckpt.load(self.out / ckpt.BEST)
         self.model.load_state_dict(best["model"])
         probs = predict(self.model, valid_data, device=str(self.device))
         logits = np.log(np.clip(probs, 1e-7, 1 - 1e-7) / np.clip(1 - probs, 1e-7, 1))
-        rates = valid_data.labels.numpy().mean(axis=0)
+        labels = valid_data.labels.numpy()
+        rates = labels.mean(axis=0)
         bias = torch.tensor([bias_for_rate(logits[:, e], rates[e]) for e in range(logits.shape[1])])
         self.model.shift_calibration(bias)
-        probs = predict(self.model, valid_data, device=str(self.device))
-        metrics = all_metrics(SPEC.events, valid_data.labels.numpy(), probs, self.meta["train_base_rates"])
+        metrics = all_metrics(
+            SPEC.events, labels, cross_fitted_bias_probs(logits, labels), self.meta["train_base_rates"]
+        )
         self.progress.best_metrics = metrics
-        self._log({"step": self.progress.step, "calibrated_bias": bias.tolist(), "valid": metrics})
+        self._log({"step": self.progress.step, "calibrated_bias": bias.tolist(), "valid_cross_fitted": metrics})
         ckpt.save({"meta": self.meta, "model": self.model.state_dict(), "step": best["step"]}, self.out / ckpt.BEST)
 
     def _save_last(self, wait: bool = False) -> None:
