@@ -232,6 +232,24 @@ def test_flops_are_counted_as_torchs_flop_counter_mode_counts_them():
         assert forward_flops(lambda m=model, x=inputs: m(*x)) == reference.get_total_flops() > 0
 
 
+def test_a_higher_order_operator_is_counted_as_torch_counts_it():
+    """torch.cond (an extension may use one) compiles its branches; counting falls back to FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from movielens_like.flops import forward_flops
+
+    if not hasattr(torch, "cond"):
+        pytest.skip("this torch has no torch.cond")
+    x = torch.randn(4, 4)
+
+    def forward():
+        return torch.cond(x.sum() > 0, lambda y: y @ y, lambda y: y @ y.T, (x,))
+
+    with torch.no_grad(), FlopCounterMode(display=False) as reference:
+        forward()
+    assert forward_flops(forward) == reference.get_total_flops() == 2 * 4 * 4 * 4
+
+
 def test_counting_flops_and_fitting_a_budget_do_not_start_torch_dynamo():
     """torch's FlopCounterMode imports torch._dynamo on first use (1-2 s of every process that counts)."""
     script = (

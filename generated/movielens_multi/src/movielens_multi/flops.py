@@ -7,7 +7,7 @@ its optimizers are made). ``DenseFlopCounter``
 counts the same ops with the same formulas (``flop_registry``, decomposing what it lacks, as FlopCounterMode
 does) and opts out of that wrapping, which only matters for a mode entered inside ``torch.compile``: nothing
 counts FLOPs there. A higher-order operator (``torch.cond``, flex attention: none in the template, possible in an
-extension) is counted by FlopCounterMode itself.
+extension) is counted by FlopCounterMode itself (``forward_flops``).
 """
 
 from __future__ import annotations
@@ -54,12 +54,14 @@ class DenseFlopCounter(TorchDispatchMode):
 
 
 def forward_flops(forward: Callable[[], object]) -> int:
-    """FLOPs of ``forward()`` run under ``torch.no_grad`` (call it once; it may run twice, see the module)."""
+    """FLOPs of ``forward()`` run under ``torch.no_grad``. A forward that fails under ``DenseFlopCounter`` runs
+    again under FlopCounterMode, which counts it or raises its own error: a higher-order operator lands here, and
+    so does ``torch.cond``, which compiles its branches with dynamo, into this unwrapped mode too."""
     try:
         with torch.no_grad(), DenseFlopCounter() as counter:
             forward()
         return counter.flops
-    except _HigherOrderOperator:
+    except Exception:  # rerun as torch counts it: a real error in ``forward`` raises from there
         with torch.no_grad(), FlopCounterMode(display=False) as full:
             forward()
         return full.get_total_flops()
