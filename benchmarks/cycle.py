@@ -375,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     page = write_report(read(ledger_path(Path.cwd())), report_dir, result, f"SMT cycle at {result['template_version']}")
     if chromium():
         screenshot(page, report_dir / "screenshot.png")
+    else:
+        print(f"no Chromium on this machine: {report_dir}/screenshot.png not taken (apt-get install chromium)")
     print(markdown(result))
     return 0
 
