@@ -2,12 +2,11 @@
 
 ``torch.utils.flop_counter.FlopCounterMode`` counts through a dispatch mode whose ``__torch_dispatch__`` torch
 wraps in ``torch._dynamo.disable``; its first use imports ``torch._dynamo`` (about 1 s) for a count that takes
-milliseconds: `capacity` took 2.5 s, 1.4 s without it (AMD EPYC, adult_income; ``train`` imports it anyway, as
-its optimizers are made). ``DenseFlopCounter``
-counts the same ops with the same formulas (``flop_registry``, decomposing what it lacks, as FlopCounterMode
-does) and opts out of that wrapping, which only matters for a mode entered inside ``torch.compile``: nothing
-counts FLOPs there. A higher-order operator (``torch.cond``, flex attention: none in the template, possible in an
-extension) is counted by FlopCounterMode itself (``forward_flops``).
+milliseconds: ``capacity`` took 2.5 s, 1.4 s without it (AMD EPYC, adult_income; ``train`` imports it anyway,
+as its optimizers are made). ``DenseFlopCounter`` counts the same ops with the same formulas (``flop_registry``,
+decomposing what it lacks, as FlopCounterMode does) and opts out of that wrapping, which only matters for a
+mode entered inside ``torch.compile``: nothing counts FLOPs there. A higher-order operator (``torch.cond``, flex
+attention: none in the template, possible in an extension) is counted by FlopCounterMode (``forward_flops``).
 """
 
 from __future__ import annotations
