@@ -35,7 +35,7 @@ from .evaluate import evaluate
 from .inputs import check_both_classes, check_same_inputs, file_identity
 from .large_batch import batch_scaling
 from .loss import multi_event_bce
-from .metrics import all_metrics, bias_for_rate, cross_fitted_bias_probs
+from .metrics import all_metrics, cross_fitted_bias_probs, event_biases
 from .model import FeatureSizes, RankingModel
 from .optimizers import build_optimizers
 from .predict import predict, to_device
@@ -394,8 +394,7 @@ class _Run:
         probs = predict(self.model, valid_data, device=str(self.device))
         logits = np.log(np.clip(probs, 1e-7, 1 - 1e-7) / np.clip(1 - probs, 1e-7, 1))
         labels = valid_data.labels.numpy()
-        rates = labels.mean(axis=0)
-        bias = torch.tensor([bias_for_rate(logits[:, e], rates[e]) for e in range(logits.shape[1])])
+        bias = torch.tensor(event_biases(logits, labels))
         self.model.shift_calibration(bias)
         metrics = all_metrics(
             SPEC.events, labels, cross_fitted_bias_probs(logits, labels), self.meta["train_base_rates"]

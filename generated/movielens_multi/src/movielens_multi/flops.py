@@ -18,14 +18,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
 
-class _HigherOrderOperator(Exception):
-    """An op that only FlopCounterMode knows how to count."""
-
-
 class DenseFlopCounter(TorchDispatchMode):
     """Total FLOPs of the ops run inside it, as ``FlopCounterMode(...).get_total_flops()`` would give."""
-
-    supports_higher_order_operators = True  # reach __torch_dispatch__, which hands them to FlopCounterMode
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -37,8 +31,6 @@ class DenseFlopCounter(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if isinstance(func, torch._ops.HigherOrderOperator):
-            raise _HigherOrderOperator(str(func))
         packet = func._overloadpacket
         if packet not in flop_registry and func is not torch.ops.prim.device.default:
             with self:  # a composite op: count what it decomposes into
@@ -54,8 +46,9 @@ class DenseFlopCounter(TorchDispatchMode):
 
 def forward_flops(forward: Callable[[], object]) -> int:
     """FLOPs of ``forward()`` run under ``torch.no_grad``. A forward that fails under ``DenseFlopCounter`` runs
-    again under FlopCounterMode, which counts it or raises its own error: a higher-order operator lands here, and
-    so does ``torch.cond``, which compiles its branches with dynamo, into this unwrapped mode too."""
+    again under FlopCounterMode, which counts it or raises its own error: a higher-order operator lands here (this
+    mode does not take them), and so does ``torch.cond``, which compiles its branches with dynamo, into this
+    unwrapped mode too."""
     try:
         with torch.no_grad(), DenseFlopCounter() as counter:
             forward()

@@ -101,9 +101,14 @@ def bias_for_rate(logits: np.ndarray, rate: float) -> float:
     return (low + high) / 2
 
 
+def event_biases(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per-event biases (E,) that make the mean of sigmoid(``logits`` (N, E) + bias) each event's label rate."""
+    return np.array([bias_for_rate(logits[:, e], float(labels[:, e].mean())) for e in range(logits.shape[1])])
+
+
 def cross_fitted_bias_probs(logits: np.ndarray, labels: np.ndarray, folds: int = 2) -> np.ndarray:
-    """Probabilities (N, E) of ``logits`` (N, E) plus a per-event bias fit by ``bias_for_rate``, each of ``folds``
-    contiguous blocks of rows scored with the bias fit on the other rows.
+    """Probabilities (N, E) of ``logits`` (N, E) plus the per-event biases of ``event_biases``, each of ``folds``
+    contiguous blocks of rows scored with the biases fit on the other rows.
 
     Metrics of these are out of sample: no row is scored by a bias fit on its own label. A bias fit on all rows
     and scored on them flatters itself (the in-sample optimum of the one parameter), most where the split drifts
@@ -114,7 +119,5 @@ def cross_fitted_bias_probs(logits: np.ndarray, labels: np.ndarray, folds: int =
     for block in np.array_split(np.arange(len(logits)), folds):
         rest = np.ones(len(logits), dtype=bool)
         rest[block] = False
-        for e in range(logits.shape[1]):
-            bias = bias_for_rate(logits[rest, e], float(labels[rest, e].mean()))
-            probs[block, e] = 1 / (1 + np.exp(-(logits[block, e] + bias)))
+        probs[block] = 1 / (1 + np.exp(-(logits[block] + event_biases(logits[rest], labels[rest]))))
     return probs
