@@ -12,7 +12,10 @@ Every ``smt`` command sweeps once as it starts (cli/__init__.py). A folder witho
 left alone: it is being created, or it was made by something else. The one exception is a folder that holds
 nothing but an unlocked ``.owner.new`` older than ``GRACE_SECONDS``: its maker was killed in the instant
 between creating its lock file and renaming it into place (a live maker renames it within microseconds).
-An empty ``smt-*`` folder, from a kill even earlier, is left: it holds nothing, and it may be another tool's.
+A kill even earlier, between making the folder and creating its lock file, leaves it empty: an empty folder
+named as ``scratch_dir`` names them (``smt-<kind>-`` and mkdtemp's 8 characters) is removed once it is older
+than ``GRACE_SECONDS``, with ``rmdir``, which fails if anything has appeared in it since. A maker so slow
+that its folder was removed under it makes another.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -32,14 +36,21 @@ PREFIX = "smt-"
 OWNER = ".owner"
 NEW_OWNER = f"{OWNER}.new"
 GRACE_SECONDS = 60.0  # an unlocked NEW_OWNER this old was left by a killed maker, not one still making it
+SCRATCH_NAME = re.compile(rf"{PREFIX}[a-z]+-[a-z0-9_]{{8}}")  # what scratch_dir's mkdtemp makes
 
 
 @contextlib.contextmanager
 def scratch_dir(kind: str) -> Iterator[Path]:
     """A new empty folder ``smt-<kind>-*`` in the temp folder, removed on exit; ``sweep`` removes it once
     this process is gone if the exit never ran."""
-    path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{kind}-"))
-    fd = os.open(path / NEW_OWNER, os.O_RDWR | os.O_CREAT, 0o600)  # not inherited by commands we run
+    while True:
+        path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{kind}-"))
+        _faults.point("scratch:folder-made")
+        try:
+            fd = os.open(path / NEW_OWNER, os.O_RDWR | os.O_CREAT, 0o600)  # not inherited by commands we run
+            break
+        except FileNotFoundError:  # a sweep took it for a killed maker's: we took over GRACE_SECONDS
+            continue
     try:
         _faults.point("scratch:owner-created")
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a sweep leaves a fresh NEW_OWNER alone: cannot block
@@ -77,6 +88,8 @@ def _ownerless(folder: Path) -> bool:
     try:
         fd = os.open(folder / OWNER, os.O_RDWR | os.O_NOFOLLOW)
     except FileNotFoundError:
+        if _remove_if_stale_and_empty(folder):
+            return True
         fd = _stale_new_owner(folder)
         if fd is None:  # no owner file: being created, or not ours
             return False
@@ -103,3 +116,15 @@ def _stale_new_owner(folder: Path) -> int | None:
         os.close(fd)
         return None
     return fd
+
+
+def _remove_if_stale_and_empty(folder: Path) -> bool:
+    """Remove ``folder`` if it is named as ``scratch_dir`` names them, older than ``GRACE_SECONDS`` and empty
+    (its maker was killed before it made its lock file); whether it was removed."""
+    if not SCRATCH_NAME.fullmatch(folder.name) or time.time() - folder.stat().st_mtime < GRACE_SECONDS:
+        return False
+    try:
+        folder.rmdir()  # fails unless empty: a maker that has since written its lock file keeps its folder
+    except OSError:
+        return False
+    return True

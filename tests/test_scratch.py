@@ -87,3 +87,48 @@ def test_a_folder_whose_maker_was_killed_before_its_lock_was_in_place_is_swept_o
         os.utime(file, (stale, stale))
     assert sweep(tmp_path) == [folder]
     assert not folder.exists() and (other / "data.txt").is_file()
+
+
+def test_a_folder_whose_maker_was_killed_before_its_lock_file_existed_is_swept_once_stale(tmp_path):
+    """Killed between making the folder and creating ``.owner.new``: the folder is empty. A sweep leaves it
+    while it is fresh, removes it once stale, and leaves an old empty ``smt-*`` folder that scratch_dir did not
+    name (another tool's) and an old one that is not empty."""
+    killed, _ = _holder(tmp_path, SMT_FAULT="scratch:folder-made")
+    assert killed.wait(timeout=30) == -signal.SIGKILL
+    (folder,) = tmp_path.iterdir()
+    assert folder.name.startswith("smt-held-") and list(folder.iterdir()) == []
+    assert sweep(tmp_path) == [] and folder.is_dir()
+    foreign, busy = tmp_path / "smt-made-by-another-tool", tmp_path / "smt-held-abcd1234"
+    foreign.mkdir()
+    busy.mkdir()
+    (busy / "data.txt").write_text("not ours to judge")
+    stale = time.time() - GRACE_SECONDS - 5
+    for path in (folder, foreign, busy):
+        os.utime(path, (stale, stale))
+    assert sweep(tmp_path) == [folder]
+    assert not folder.exists() and foreign.is_dir() and (busy / "data.txt").is_file()
+
+
+def test_a_maker_whose_empty_folder_was_swept_under_it_makes_another(tmp_path, monkeypatch):
+    """A maker stalled past GRACE_SECONDS between mkdtemp and its lock file loses its folder to a sweep; it
+    then makes a new one instead of failing."""
+    import tempfile
+
+    from scaffold import scratch
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    made, real_mkdtemp = [], tempfile.mkdtemp
+
+    def mkdtemp_then_swept(*args, **kwargs):
+        path = real_mkdtemp(*args, **kwargs)
+        made.append(path)
+        if len(made) == 1:  # the first folder looks stale and is swept before the maker writes its lock file
+            stale = time.time() - GRACE_SECONDS - 5
+            os.utime(path, (stale, stale))
+            assert sweep(tmp_path) == [Path(path)]
+        return path
+
+    monkeypatch.setattr(scratch.tempfile, "mkdtemp", mkdtemp_then_swept)
+    with scratch_dir("slow") as path:
+        assert str(path) == made[1] and (path / OWNER).is_file()
+    assert list(tmp_path.iterdir()) == []
