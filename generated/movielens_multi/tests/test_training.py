@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from movielens_multi.config import config_from_dict
+from movielens_multi.errors import ConfigError
 from movielens_multi.spec import SPEC
 from movielens_multi.train import Interrupted, lr_factor, train
 
@@ -125,3 +126,56 @@ def test_calibrated_bias_makes_valid_calibration_one_and_reports_valid_cross_fit
     for event, metrics in summary["valid"].items():
         assert metrics["ne"] == pytest.approx(expected[event]["ne"], rel=1e-4), event
         assert metrics["ne"] > all_metrics(SPEC.events, labels, probs)[event]["ne"], event  # not the in-sample NE
+
+
+def test_micro_batches_add_up_to_the_whole_batchs_gradients(tmp_path, tiny_schema, tiny_files):
+    """One batch of 1,000 rows in micro-batches of 300 (300, 300, 300, 100): the same loss and gradients, dense and
+    row-sparse, as one pass over it, up to the order of float sums."""
+    from movielens_multi.builder import build_model
+    from movielens_multi.cache import encode_file
+    from movielens_multi.model import FeatureSizes
+    from movielens_multi.train import _Run
+
+    pre, encoded = encode_file(tiny_files[0], tiny_schema)
+    sparse, multi = pre.cardinalities()
+    sizes = FeatureSizes(tuple(sparse), tuple(multi), tiny_schema.dense_width)
+    batch, grads, losses = encoded.slice(0, 1000), {}, {}
+    for micro in (1000, 300):
+        torch.manual_seed(0)
+        config = config_from_dict({"batch_size": 1000, "micro_batch_size": micro})
+        run = _Run(config, {}, tmp_path / str(micro), build_model(SPEC, sizes))
+        losses[micro] = run._backward(batch)
+        grads[micro] = {
+            name: p.grad.coalesce().to_dense() if p.grad.is_sparse else p.grad
+            for name, p in run.model.named_parameters()
+            if p.grad is not None
+        }
+    assert losses[300].item() == pytest.approx(losses[1000].item(), rel=1e-6)
+    assert grads[300].keys() == grads[1000].keys() and any("table" in name for name in grads[1000])
+    for name, grad in grads[1000].items():
+        assert torch.allclose(grads[300][name], grad, rtol=1e-3, atol=1e-6), name
+
+
+def test_micro_batches_train_the_same_model(tmp_path, tiny_schema, tiny_files):
+    """Training in micro-batches (300 rows) takes the same steps to the same validation NE as one pass a step,
+    up to float sums (Adam's normalised steps carry them on); auto (0) below the CPU threshold is one pass, bit
+    for bit."""
+    from movielens_multi.train import micro_batch_rows
+
+    base = {"epochs": 2, "batch_size": 1024, "warmup_steps": 2}
+    runs = {}
+    for name, micro in (("whole", 1024), ("auto", 0), ("micro", 300)):
+        config = config_from_dict({**base, "micro_batch_size": micro})
+        runs[name] = train(*tiny_files, tmp_path / name, config, tiny_schema, show_progress=False)
+    weights = {name: torch.load(tmp_path / name / "last.pt", weights_only=True)["model"] for name in runs}
+    assert runs["auto"]["valid"] == runs["whole"]["valid"]
+    assert all(torch.equal(weights["auto"][k], weights["whole"][k]) for k in weights["whole"])
+    assert runs["micro"]["steps"] == runs["whole"]["steps"] == 6
+    for event, metrics in runs["whole"]["valid"].items():
+        assert runs["micro"]["valid"][event]["ne"] == pytest.approx(metrics["ne"], rel=1e-4), event
+    cpu = torch.device("cpu")
+    assert [micro_batch_rows(config_from_dict({}), n, cpu) for n in (8192, 8193, 131072)] == [8192, 8192, 8192]
+    assert micro_batch_rows(config_from_dict({}), 131072, torch.device("cuda")) == 131072
+    assert micro_batch_rows(config_from_dict({"micro_batch_size": 5000}), 131072, cpu) == 5000
+    with pytest.raises(ConfigError, match="micro_batch_size"):
+        config_from_dict({"micro_batch_size": -1})

@@ -4,11 +4,13 @@ Dense parameters use AdamW, embedding tables (sparse gradients) RowSparseAdam; l
 decays by cosine; dense gradients are clipped; validation NE drives best-checkpointing and early stopping.
 Data order depends only on (seed, epoch), so a run resumed from ``last.pt`` reproduces the uninterrupted run.
 Data are encoded once into tensors (cached on disk, see cache.py) and batched by gathering rows of them.
-Under ``torchrun`` every process trains on its shard of each global batch (see distributed.py).
+Under ``torchrun`` every process trains on its shard of each global batch (see distributed.py). A step may run
+its forward and backward in micro-batches whose gradients add up to the batch's (``micro_batch_rows``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -275,13 +277,10 @@ class _Run:
         if self.sparse_opt is not None:
             for group in self.sparse_opt.param_groups:
                 group["batch_rows"] = rows  # CowClip's thresholds are per example (RowSparseAdam only)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            logits = self.forward(batch.sparse, batch.dense, batch.multi_hot)
-        loss = multi_event_bce(logits.float(), batch.labels) + self.model.extra_loss(logits.float(), batch.labels)
         self.dense_opt.zero_grad(set_to_none=True)
         if self.sparse_opt is not None:
             self.sparse_opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = self._backward(batch)
         dist.average_sparse_gradients(self.sparse_params, self.world)
         if self.config.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.dense_params, self.config.clip_norm)
@@ -293,6 +292,28 @@ class _Run:
         if self.average is not None:
             self.average.after_step()
         return loss.detach()
+
+    def _backward(self, batch: EncodedData) -> torch.Tensor:
+        """Forward and backward over ``batch`` in micro-batches (``micro_batch_rows``), each loss weighted by its
+        share of the rows: the gradients add up to the whole batch's (the loss is a mean over rows), up to the
+        order of float sums. Returns the batch's loss (0-d, detached). Under DDP only the last micro-batch
+        all-reduces."""
+        rows = len(batch)
+        size = micro_batch_rows(self.config, rows, self.device)
+        total = torch.zeros((), device=self.device)
+        for start in range(0, rows, size):
+            part = batch.slice(start, min(start + size, rows)) if size < rows else batch
+            last = start + size >= rows
+            sync = contextlib.nullcontext() if last or not hasattr(self.forward, "no_sync") else self.forward.no_sync()
+            with sync:
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                    logits = self.forward(part.sparse, part.dense, part.multi_hot)
+                loss = multi_event_bce(logits.float(), part.labels) + self.model.extra_loss(logits.float(), part.labels)
+                if size < rows:
+                    loss = loss * (len(part) / rows)
+                loss.backward()
+            total += loss.detach()
+        return total
 
     def _after_step(self, loss, epoch, steps_per_epoch, total, valid_data, bar) -> None:
         c, p = self.config, self.progress
@@ -444,6 +465,30 @@ class _Run:
         }
         atomic.write_text(self.out / "metrics.json", json.dumps(summary, indent=2) + "\n")
         return summary
+
+
+CPU_MICRO_BATCH = 8192  # auto micro-batch rows on CPU (see micro_batch_rows)
+
+
+def micro_batch_rows(config: TrainConfig, rows: int, device: torch.device) -> int:
+    """Rows per forward/backward pass of a step of ``rows`` (local) rows: ``micro_batch_size``, or when that is
+    0 (auto) at most ``CPU_MICRO_BATCH`` on CPU and the whole batch on CUDA.
+
+    On CPU a large batch's activations outgrow the caches (131,072 rows × 512 floats is 268 MB a layer), so its
+    elementwise ops go to memory and a sample costs more than in a small batch; micro-batches of 8,192 rows
+    train 131,072-row batches about 1.4× as fast and 16,384-row ones about 1.2× (dcn_v2 on the Criteo-shaped
+    set; ``benchmarks/results/micro_batch_cpu.md`` in the SMT repository).
+
+    >>> from .config import config_from_dict
+    >>> [micro_batch_rows(config_from_dict({}), n, torch.device("cpu")) for n in (512, 8192, 16384, 131072)]
+    [512, 8192, 8192, 8192]
+    >>> micro_batch_rows(config_from_dict({"micro_batch_size": 1000}), 4096, torch.device("cpu"))
+    1000
+    """
+    size = config.micro_batch_size
+    if size == 0:
+        size = CPU_MICRO_BATCH if device.type == "cpu" else rows
+    return max(1, min(size, rows))
 
 
 def downsample_negatives(data, rate: float, seed: int):

@@ -66,6 +66,12 @@ class TrainConfig:
     warmup_steps: int = _option(100, "linear warmup, then cosine decay")
     min_lr_ratio: float = _option(0.1, "final lr = lr * min_lr_ratio")
     clip_norm: float = _option(1.0, "max global grad norm of the dense parameters; 0 disables")
+    micro_batch_size: int = _option(
+        0,
+        "rows per forward and backward pass within a step: the gradients of a batch's micro-batches add up to "
+        "the batch's, then one optimizer step (less memory; faster on CPU at large batches, whose activations "
+        "outgrow the caches); 0 = auto: at most 8192 on CPU, the whole batch on CUDA",
+    )
     weight_averaging: float = _option(
         0.99,
         "decay of an exponential moving average of every weight (embedding rows kept lazily, see averaging.py), per "
@@ -182,6 +188,7 @@ def _check(c: TrainConfig) -> None:
         "patience": c.patience,
         "critical_batch_size": c.critical_batch_size,
         "log_every": c.log_every,
+        "micro_batch_size": c.micro_batch_size,
     }
     for key, value in non_negative.items():
         if value < 0:
