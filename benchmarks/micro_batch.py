@@ -1,0 +1,150 @@
+"""Micro-batches on CPU: the train step of a rendered dcn_v2 package at large batches, in one pass and in
+micro-batches (template option ``micro_batch_size``), on the Criteo-shaped set of ``benchmarks/gpu_speed.py``.
+
+Every configuration trains a fresh model (seed 0) on the same batches; the repeats are interleaved, so a slow
+moment of the machine falls on every configuration alike. Prints a table of median samples/s, writes JSON:
+
+    .venv/bin/python -m benchmarks.gpu_speed --render build/gpu
+    .venv/bin/python -m benchmarks.micro_batch --package build/gpu/speed_dcn_v2 --data build/lb/data1m \\
+        --rows 1000000 --batches 16384,32768,131072 --micros 0,4096,8192,16384 --out build/mb/micro_batch_cpu
+                   # build/mb/micro_batch_cpu.{md,json}: the table of benchmarks/results/micro_batch_cpu.md
+
+``0`` in ``--micros`` is the whole batch in one pass (the option's value equal to the batch), and the package's
+auto rule is reported beside it. The reference row is ``--reference`` (4,096) in one pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--package", type=Path, required=True, help="a rendered dcn_v2 package (gpu_speed --render)")
+    parser.add_argument("--data", type=Path, required=True, help="folder of the Criteo-shaped set (made if missing)")
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--batches", default="16384,32768,131072")
+    parser.add_argument("--micros", default="0,4096,8192,16384", help="micro-batch rows; 0 = the whole batch")
+    parser.add_argument("--reference", type=int, default=4096, help="a batch timed in one pass, for scale")
+    parser.add_argument("--samples", type=int, default=393_216, help="samples timed per configuration and repeat")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, required=True, help="writes OUT.json and OUT.md")
+    args = parser.parse_args()
+
+    import torch
+
+    from benchmarks.gpu_speed import SETUP
+    from scaffold.speed import SpeedSetup, make_dataset
+
+    if not (args.data / "train.parquet").is_file():
+        make_dataset(args.data, SpeedSetup(rows=args.rows, **SETUP))
+    package = args.package.resolve()
+    sys.path.insert(0, str(package / "src"))
+    mod = {
+        m: importlib.import_module(f"{package.name}.{m}")
+        for m in ("cache", "schema", "config", "model", "builder", "spec", "train")
+    }
+    schema = mod["schema"].load_schema(args.data / "features.yaml")
+    pre, encoded = mod["cache"].encode_file(args.data / "train.parquet", schema)
+    sparse, multi = pre.cardinalities()
+    sizes = mod["model"].FeatureSizes(tuple(sparse), tuple(multi), schema.dense_width)
+    cpu = torch.device("cpu")
+
+    configs = [(args.reference, args.reference)]
+    for batch in [int(b) for b in args.batches.split(",")]:
+        configs += [(batch, int(m) or batch) for m in args.micros.split(",") if int(m) <= batch]
+    configs = list(dict.fromkeys(configs))  # 16,384 in micro-batches of 16,384 is its one pass
+    timings: dict[tuple[int, int], list[float]] = {c: [] for c in configs}
+    for repeat in range(args.repeats):
+        for batch, micro in configs:
+            torch.manual_seed(0)
+            config = mod["config"].config_from_dict({"batch_size": batch, "device": "cpu", "micro_batch_size": micro})
+            run = mod["train"]._Run(
+                config,
+                {},
+                Path(f"/tmp/smt-micro-bench-{os.getpid()}"),
+                mod["builder"].build_model(mod["spec"].SPEC, sizes),
+            )
+            steps = max(2, args.samples // batch)
+            generator = torch.Generator().manual_seed(repeat)
+            batches = [
+                encoded.rows(torch.randint(0, len(encoded), (batch,), generator=generator)) for _ in range(steps + 1)
+            ]
+            run._step(batches[0], 1000, batch)  # warm-up: allocator, first-touch of the optimizer state
+            start = time.perf_counter()
+            for b in batches[1:]:
+                run._step(b, 1000, batch)
+            rate = batch * steps / (time.perf_counter() - start)
+            timings[(batch, micro)].append(rate)
+            print(
+                json.dumps({"repeat": repeat, "batch": batch, "micro": micro, "samples_per_second": round(rate)}),
+                flush=True,
+            )
+
+    reference = statistics.median(timings[configs[0]])
+    rows = []
+    for batch, micro in configs:
+        median = statistics.median(timings[(batch, micro)])
+        whole = statistics.median(timings[(batch, batch)]) if (batch, batch) in timings else None
+        auto = mod["train"].micro_batch_rows(mod["config"].config_from_dict({"batch_size": batch}), batch, cpu)
+        rows.append(
+            {
+                "batch_size": batch,
+                "micro_batch_size": micro,
+                "auto": micro == auto,
+                "samples_per_second": round(median),
+                "all": [round(t) for t in timings[(batch, micro)]],
+                "vs_one_pass": round(median / whole, 3) if whole else None,
+                "vs_reference": round(median / reference, 3),
+            }
+        )
+    payload = {
+        "machine": f"{_cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}",
+        "package": str(args.package),
+        "rows": len(encoded),
+        "reference_batch": args.reference,
+        "repeats": args.repeats,
+        "samples_per_configuration": args.samples,
+        "results": rows,
+    }
+    lines = [
+        f"Machine: {payload['machine']}. Data: {len(encoded):,} Criteo-shaped rows; train step alone (forward, "
+        f"backward, both optimizers, weight averaging) on random batches of them; median of {args.repeats} "
+        f"interleaved repeats of about {args.samples:,} samples each.",
+        "",
+        "| batch | micro-batch | auto | samples/s | vs one pass | vs batch " f"{args.reference:,} | repeats |",
+        "|---:|---:|:---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        micro = "one pass" if r["micro_batch_size"] == r["batch_size"] else f"{r['micro_batch_size']:,}"
+        lines.append(
+            f"| {r['batch_size']:,} | {micro} | {'yes' if r['auto'] else ''} | {r['samples_per_second']:,} | "
+            f"{r['vs_one_pass']:.2f}× | {r['vs_reference']:.2f}× | {', '.join(f'{t:,}' for t in r['all'])} |"
+        )
+    text = "\n".join(lines) + "\n"
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()
