@@ -82,11 +82,10 @@ def train_run(package: Path, data: Path, run: Path, batch: int, epochs: int, cac
     }
 
 
-def step_rate(package: Path, data: Path, batch: int, compiled: bool, steps: int = 20, show_ops: bool = False) -> dict:
-    """The train step alone at ``batch`` on GPU-resident batches (after warm-up): ms/step and samples/s."""
+def load_for_steps(package: Path, data: Path) -> tuple[dict, object, object]:
+    """The rendered ``package``'s modules by name (cache, schema, config, model, builder, spec, train), its
+    encoding of ``data/train.parquet`` and the model's ``FeatureSizes``: what timing its train step needs."""
     import importlib
-
-    import torch
 
     sys.path.insert(0, str(package / "src"))
     mod = {
@@ -96,7 +95,14 @@ def step_rate(package: Path, data: Path, batch: int, compiled: bool, steps: int 
     schema = mod["schema"].load_schema(data / "features.yaml")
     pre, encoded = mod["cache"].encode_file(data / "train.parquet", schema)
     sparse, multi = pre.cardinalities()
-    sizes = mod["model"].FeatureSizes(tuple(sparse), tuple(multi), schema.dense_width)
+    return mod, encoded, mod["model"].FeatureSizes(tuple(sparse), tuple(multi), schema.dense_width)
+
+
+def step_rate(package: Path, data: Path, batch: int, compiled: bool, steps: int = 20, show_ops: bool = False) -> dict:
+    """The train step alone at ``batch`` on GPU-resident batches (after warm-up): ms/step and samples/s."""
+    import torch
+
+    mod, encoded, sizes = load_for_steps(package, data)
     config = mod["config"].config_from_dict({"batch_size": batch, "device": DEVICE, "compile": compiled})
     model = mod["builder"].build_model(mod["spec"].SPEC, sizes)
     run = mod["train"]._Run(config, {}, Path(f"/tmp/step-{batch}-{compiled}"), model)

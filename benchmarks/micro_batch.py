@@ -16,24 +16,11 @@ auto rule is reported beside it. The reference row is ``--reference`` (4,096) in
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
-import platform
 import statistics
-import sys
 import time
 from pathlib import Path
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:
@@ -51,21 +38,12 @@ def main() -> None:
 
     import torch
 
-    from benchmarks.gpu_speed import SETUP
-    from scaffold.speed import SpeedSetup, make_dataset
+    from benchmarks.gpu_speed import SETUP, load_for_steps
+    from scaffold.speed import SpeedSetup, machine, make_dataset
 
     if not (args.data / "train.parquet").is_file():
         make_dataset(args.data, SpeedSetup(rows=args.rows, **SETUP))
-    package = args.package.resolve()
-    sys.path.insert(0, str(package / "src"))
-    mod = {
-        m: importlib.import_module(f"{package.name}.{m}")
-        for m in ("cache", "schema", "config", "model", "builder", "spec", "train")
-    }
-    schema = mod["schema"].load_schema(args.data / "features.yaml")
-    pre, encoded = mod["cache"].encode_file(args.data / "train.parquet", schema)
-    sparse, multi = pre.cardinalities()
-    sizes = mod["model"].FeatureSizes(tuple(sparse), tuple(multi), schema.dense_width)
+    mod, encoded, sizes = load_for_steps(args.package.resolve(), args.data)
     cpu = torch.device("cpu")
 
     configs = [(args.reference, args.reference)]
@@ -117,7 +95,7 @@ def main() -> None:
             }
         )
     payload = {
-        "machine": f"{_cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}",
+        "machine": machine(),
         "package": str(args.package),
         "rows": len(encoded),
         "reference_batch": args.reference,
