@@ -112,7 +112,7 @@ def _stale_new_owner(folder: Path) -> int | None:
     if [e.name for e in os.scandir(folder)] != [NEW_OWNER]:
         return None
     fd = os.open(folder / NEW_OWNER, os.O_RDWR | os.O_NOFOLLOW)
-    if time.time() - os.fstat(fd).st_mtime < GRACE_SECONDS:
+    if not _stale(os.fstat(fd).st_mtime):
         os.close(fd)
         return None
     return fd
@@ -121,10 +121,16 @@ def _stale_new_owner(folder: Path) -> int | None:
 def _remove_if_stale_and_empty(folder: Path) -> bool:
     """Remove ``folder`` if it is named as ``scratch_dir`` names them, older than ``GRACE_SECONDS`` and empty
     (its maker was killed before it made its lock file); whether it was removed."""
-    if not SCRATCH_NAME.fullmatch(folder.name) or time.time() - folder.stat().st_mtime < GRACE_SECONDS:
+    if not SCRATCH_NAME.fullmatch(folder.name) or not _stale(folder.stat().st_mtime):
         return False
     try:
         folder.rmdir()  # fails unless empty: a maker that has since written its lock file keeps its folder
     except OSError:
         return False
     return True
+
+
+def _stale(mtime: float) -> bool:
+    """Whether a file or folder last changed at ``mtime`` is older than ``GRACE_SECONDS``: no live maker leaves
+    its folder half-made that long."""
+    return time.time() - mtime >= GRACE_SECONDS
