@@ -291,7 +291,7 @@ class _Run:
             self.sparse_opt.step()
         if self.average is not None:
             self.average.after_step()
-        return loss.detach()
+        return loss
 
     def _backward(self, batch: EncodedData) -> torch.Tensor:
         """Forward and backward over ``batch`` in micro-batches (``micro_batch_rows``), each loss weighted by its
@@ -300,16 +300,16 @@ class _Run:
         all-reduces."""
         rows = len(batch)
         size = micro_batch_rows(self.config, rows, self.device)
+        parts = [batch] if size >= rows else [batch.slice(start, start + size) for start in range(0, rows, size)]
         total = torch.zeros((), device=self.device)
-        for start in range(0, rows, size):
-            part = batch.slice(start, min(start + size, rows)) if size < rows else batch
-            last = start + size >= rows
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
             sync = contextlib.nullcontext() if last or not hasattr(self.forward, "no_sync") else self.forward.no_sync()
             with sync:
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
                     logits = self.forward(part.sparse, part.dense, part.multi_hot)
                 loss = multi_event_bce(logits.float(), part.labels) + self.model.extra_loss(logits.float(), part.labels)
-                if size < rows:
+                if len(parts) > 1:
                     loss = loss * (len(part) / rows)
                 loss.backward()
             total += loss.detach()
