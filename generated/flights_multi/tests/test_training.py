@@ -130,7 +130,8 @@ def test_calibrated_bias_makes_valid_calibration_one_and_reports_valid_cross_fit
 
 def test_micro_batches_add_up_to_the_whole_batchs_gradients(tmp_path, tiny_schema, tiny_files):
     """One batch of 1,000 rows in micro-batches of 300 (300, 300, 300, 100): the same loss and gradients, dense and
-    row-sparse, as one pass over it, up to the order of float sums."""
+    row-sparse, as one pass over it, up to the order of float sums; the row-sparse gradient lists the same ids in
+    the same order (the passes' gradients are concatenated once, not merged pass by pass)."""
     from flights_multi.builder import build_model
     from flights_multi.cache import encode_file
     from flights_multi.model import FeatureSizes
@@ -139,7 +140,7 @@ def test_micro_batches_add_up_to_the_whole_batchs_gradients(tmp_path, tiny_schem
     pre, encoded = encode_file(tiny_files[0], tiny_schema)
     sparse, multi = pre.cardinalities()
     sizes = FeatureSizes(tuple(sparse), tuple(multi), tiny_schema.dense_width)
-    batch, grads, losses = encoded.slice(0, 1000), {}, {}
+    batch, grads, losses, ids = encoded.slice(0, 1000), {}, {}, {}
     for micro in (1000, 300):
         torch.manual_seed(0)
         config = config_from_dict({"batch_size": 1000, "micro_batch_size": micro})
@@ -150,10 +151,15 @@ def test_micro_batches_add_up_to_the_whole_batchs_gradients(tmp_path, tiny_schem
             for name, p in run.model.named_parameters()
             if p.grad is not None
         }
+        raw = {name: p.grad for name, p in run.model.named_parameters() if p.grad is not None}
+        ids[micro] = {name: g._indices() for name, g in raw.items() if g.is_sparse}
     assert losses[300].item() == pytest.approx(losses[1000].item(), rel=1e-6)
     assert grads[300].keys() == grads[1000].keys() and any("table" in name for name in grads[1000])
     for name, grad in grads[1000].items():
         assert torch.allclose(grads[300][name], grad, rtol=1e-3, atol=1e-6), name
+    assert ids[300].keys() == ids[1000].keys() and ids[1000]
+    for name, rows in ids[1000].items():
+        assert torch.equal(ids[300][name], rows), name
 
 
 def test_micro_batches_train_the_same_model(tmp_path, tiny_schema, tiny_files):
