@@ -499,11 +499,12 @@ def micro_batch_rows(config: TrainConfig, rows: int, device: torch.device) -> in
 class RowSparseGradients:
     """Row-sparse (COO) gradients of several backward passes, joined once.
 
-    Autograd accumulates a second sparse gradient into ``param.grad`` by concatenating the two into a new tensor,
-    so k micro-batches copy about k²/2 micro-batches' rows (at 131,072 rows in 16 passes on 2 CPU cores, a
-    third of the step). ``take`` moves each parameter's sparse gradient aside after a pass; ``restore`` sets
-    the concatenation of them all, in pass order: the tensor autograd would have built, without the copies.
-    Dense gradients (tables under nccl) are left to autograd, which adds them in place.
+    Autograd accumulates a second sparse gradient into ``param.grad`` by building a new tensor of the two, so k
+    micro-batches copy about k²/2 micro-batches' rows (at 131,072 rows in 16 passes on 2 CPU cores, a third of
+    the step). ``take`` moves each parameter's sparse gradient aside after a pass; ``restore`` sets the
+    concatenation of them all, in pass order: the ids of one pass over the whole batch, in its order, each
+    pass's values as its backward made them. Dense gradients (tables under nccl) are left to autograd, which
+    adds them in place.
 
     >>> table = torch.nn.Embedding(5, 2, sparse=True)
     >>> held = RowSparseGradients([table.weight])
