@@ -42,6 +42,7 @@ def render(out: Path) -> None:
 def train_run(package: Path, data: Path, run: Path, batch: int, epochs: int, cache: Path, extra: list[str]) -> dict:
     """One ``train`` process at ``batch``: its summary, phases (with interpreter startup) and throughputs."""
     from scaffold.package_cli import PackageCLI
+    from scaffold.speed import template_version
 
     env = {**os.environ, "PYTHONPATH": str(package / "src"), "SMT_DATA_CACHE": str(cache)}
     args = [sys.executable, "-m", package.name, "--features", str(data / "features.yaml")]
@@ -79,6 +80,7 @@ def train_run(package: Path, data: Path, run: Path, batch: int, epochs: int, cac
         "valid_auc": label.auc,
         "valid_calibration": label.calibration,
         "extra": extra,
+        "template": template_version(package),
     }
 
 
@@ -212,6 +214,7 @@ def report(payload: dict) -> str:
         + (f", bf16 matmul {peak:.0f} TFLOP/s" if peak else " (no GPU: fp32)")
         + f". Data: {payload['rows']:,} train rows (Criteo-shaped, cap {SETUP['cap']:,}), "
         f"{payload['rows'] // 10:,} valid rows; generated in {payload['data_seconds']:.0f} s.",
+        *_templates_line(runs),
         "",
         "| batch | recipe | seed | cache | epochs | steps | loop samples/s | steady samples/s | "
         "whole process samples/s | wall s | valid NE | Δ NE vs first | NE by epoch | AUC | calibration |",
@@ -256,6 +259,15 @@ def report(payload: dict) -> str:
                 f"{payload['rows'] / peer['wall_seconds']:,.0f} whole process, valid NE {peer['valid_ne']:.4f}.",
             ]
     return "\n".join(lines) + "\n"
+
+
+def _templates_line(runs: list[dict]) -> list[str]:
+    """The template versions the runs' packages were rendered from, in order of first use (none: no line)."""
+    versions = list(dict.fromkeys(r["template"] for r in runs if r.get("template")))
+    unknown = any(not r.get("template") for r in runs)
+    if not versions:
+        return []
+    return [f"Template: {', '.join(versions)}" + (" (some runs do not say)" if unknown else "") + "."]
 
 
 def merge(payloads: list[dict]) -> dict:

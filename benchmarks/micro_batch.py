@@ -39,7 +39,7 @@ def main() -> None:
     import torch
 
     from benchmarks.gpu_speed import SETUP, load_for_steps
-    from scaffold.speed import SpeedSetup, machine, make_dataset
+    from scaffold.speed import SpeedSetup, machine, make_dataset, template_version
 
     if not (args.data / "train.parquet").is_file():
         make_dataset(args.data, SpeedSetup(rows=args.rows, **SETUP))
@@ -97,6 +97,7 @@ def main() -> None:
     payload = {
         "machine": machine(),
         "package": str(args.package),
+        "template": template_version(args.package),
         "rows": len(encoded),
         "reference_batch": args.reference,
         "repeats": args.repeats,
@@ -104,7 +105,8 @@ def main() -> None:
         "results": rows,
     }
     lines = [
-        f"Machine: {payload['machine']}. Data: {len(encoded):,} Criteo-shaped rows; train step alone (forward, "
+        f"Machine: {payload['machine']}. Template: {payload['template'] or 'not recorded'}. "
+        f"Data: {len(encoded):,} Criteo-shaped rows; train step alone (forward, "
         f"backward, both optimizers, weight averaging) on random batches of them; median of {args.repeats} "
         f"interleaved repeats of about {args.samples:,} samples each.",
         "",

@@ -68,6 +68,7 @@ class SpeedResult:
     notes: str = ""
     wall_seconds: float | None = None  # the whole process, start to exit (warm cache for packages)
     phases: dict = field(default_factory=dict)  # packages: {"cold": {phase: s}, "warm": {phase: s}}
+    template: str | None = None  # packages: the template version they were rendered from (template_version)
 
     def process_samples_per_second(self, rows: int) -> float | None:
         return rows / self.wall_seconds if self.wall_seconds else None
@@ -112,8 +113,35 @@ def render_package(repo: TemplateRepo, out: Path, interaction: str, setup: Speed
         "dcn_rank": setup.dcn_rank,
         "dcn_layers": setup.dcn_layers,
     }
+    version = repo.working_version()
     with repo.snapshot() as template_dir:
-        return render_answers(template_dir, answers, (out / answers["name"]).resolve())
+        package = render_answers(template_dir, answers, (out / answers["name"]).resolve())
+    (package / RENDER_STAMP).write_text(json.dumps({"template": version}) + "\n")
+    return package
+
+
+RENDER_STAMP = ".smt-render.json"  # written into each render_package output: the template version it came from
+
+
+def template_version(package: Path) -> str | None:
+    """The template version ``package`` was rendered from: its ``render_package`` stamp, or the ``_commit`` copier
+    records in a fleet package's ``.copier-answers.yml``; None when neither says (a render of older tools).
+
+    Benchmarks put it into their results, so that every figure names the template that produced it."""
+    stamp = package / RENDER_STAMP
+    if stamp.is_file():
+        try:
+            return str(json.loads(stamp.read_text())["template"])
+        except (ValueError, KeyError, TypeError):
+            return None
+    answers = package / ".copier-answers.yml"
+    if answers.is_file():
+        try:
+            commit = (yaml.safe_load(answers.read_text()) or {}).get("_commit")
+        except (yaml.YAMLError, AttributeError):
+            return None
+        return None if commit is None else str(commit)
+    return None
 
 
 def run_measured(args: list[str], cwd: Path, env: dict) -> tuple[str, float]:
@@ -160,6 +188,7 @@ def bench_package(package: Path, data: Path, setup: SpeedSetup, train_args: tupl
         latency_ms=exported.latency_ms_p50,
         wall_seconds=round(walls["warm"], 3),
         phases=phases,
+        template=template_version(package),
     )
 
 
@@ -292,6 +321,7 @@ def report(results: list[SpeedResult], setup: SpeedSetup) -> tuple[str, dict]:
         "samples/s = train rows / wall seconds of the epoch (smt: its train loop incl. the end-of-epoch validation;",
         "DeepCTR-Torch: its `fit`). Whole process = train rows / wall seconds of the process, start to exit (smt:",
         "warm data cache). GFLOP/s counts 3× the forward dense FLOPs per example (forward + backward).",
+        *(f"Packages rendered from template {v}." for v in dict.fromkeys(r.template for r in results if r.template)),
         *phase_table(results),
     ]
     payload = {"machine": machine(), "matmul_peak_gflops": peak, "setup": asdict(setup), "results": rows}

@@ -48,6 +48,15 @@ class TemplateRepo:
     def dirty_files(self) -> list[str]:
         return _git.dirty_paths(self.root, *TEMPLATE_PATHS)
 
+    def working_version(self) -> str:
+        """The version of a render of the working tree (``snapshot()``): the latest release tag when the template
+        is as released (commits since that touch only other files do not count), else ``git describe --tags
+        --always`` of HEAD, as copier records ``_commit``, with ``+dirty`` for uncommitted template edits."""
+        if self.dirty_files():
+            return f"{_git.describe(self.root, 'HEAD')}+dirty"
+        tag = _git.latest_version_tag(self.root)
+        return tag if tag and not self.changed_since(tag) else _git.describe(self.root, "HEAD")
+
     def resolve(self, ref: str) -> str | None:
         return _git.resolve(self.root, ref)
 

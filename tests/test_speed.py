@@ -9,11 +9,12 @@ import sys
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from scaffold.peers.deepctr import normalized_entropy
 from scaffold.speed import CRITEO_CARDINALITIES, SpeedSetup, make_dataset
 
-from .helpers import REPO, run_tool
+from .helpers import REPO, commit_all, run_tool
 
 
 def test_criteo_shaped_set_has_the_criteo_columns_and_capped_cardinalities(tmp_path):
@@ -56,6 +57,37 @@ def test_bench_speed_trains_a_package_and_writes_table_and_json(tmp_path, templa
     assert "cache_load" in warm and not {"read", "fit", "encode"} & set(warm)  # a warm cache skips the encoding
     assert result["wall_seconds"] >= sum(warm.values()) - 0.05 and result["process_samples_per_second"] > 0
     assert "| trainer | cache |" in out.with_suffix(".md").read_text()
+    assert result["template"] == other["template"] == "v1"  # the fixture's clean, tagged template
+    assert "Packages rendered from template v1." in out.with_suffix(".md").read_text()
+
+
+def test_speed_results_name_the_template_they_measured(tmp_path, template_repo):
+    """A render records the template version it came from (``+dirty`` with uncommitted template edits) and a fleet
+    package its copier ``_commit``; gpu_speed's report names them; a corrupt stamp reads as unknown, not an error."""
+    from benchmarks.gpu_speed import _templates_line
+    from scaffold.speed import RENDER_STAMP, render_package, template_version
+    from scaffold.template import TemplateRepo
+
+    repo, setup = TemplateRepo.find(template_repo), SpeedSetup(rows=100, cap=50)
+    (template_repo / "notes.txt").write_text("not the template\n")
+    commit_all(template_repo, "a change outside the template")  # the template is still v1's
+    assert template_version(render_package(repo, tmp_path / "clean", "dcn_v2", setup)) == "v1"
+    with (template_repo / "copier.yml").open("a") as f:
+        f.write("# an edit not yet committed\n")
+    dirty = render_package(repo, tmp_path / "dirty", "dcn_v2", setup)
+    assert template_version(dirty).startswith("v1-1-g") and template_version(dirty).endswith("+dirty")
+    commit_all(template_repo, "an unreleased template change")
+    unreleased = template_version(render_package(repo, tmp_path / "unreleased", "dcn_v2", setup))
+    assert unreleased.startswith("v1-2-g") and not unreleased.endswith("dirty")
+    (dirty / RENDER_STAMP).write_text("{not json")
+    assert template_version(dirty) is None and template_version(tmp_path) is None
+    fleet = REPO / "generated" / "adult_income"
+    assert template_version(fleet) == yaml.safe_load((fleet / ".copier-answers.yml").read_text())["_commit"]
+    assert _templates_line([{"template": "v1"}, {"template": "v1+dirty"}, {"template": "v1"}]) == [
+        "Template: v1, v1+dirty."
+    ]
+    assert _templates_line([{"template": "v1"}, {}]) == ["Template: v1 (some runs do not say)."]
+    assert _templates_line([{}]) == []
 
 
 def test_bench_speed_rejects_an_unknown_interaction(template_repo):
