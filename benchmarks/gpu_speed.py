@@ -100,14 +100,17 @@ def load_for_steps(package: Path, data: Path) -> tuple[dict, object, object]:
     return mod, encoded, mod["model"].FeatureSizes(tuple(sparse), tuple(multi), schema.dense_width)
 
 
-def step_rate(package: Path, data: Path, batch: int, compiled: bool, steps: int = 20, show_ops: bool = False) -> dict:
-    """The train step alone at ``batch`` on GPU-resident batches (after warm-up): ms/step and samples/s."""
+def step_rate(
+    package: Path, data: Path, batch: int, compiled: bool, work: Path, steps: int = 20, show_ops: bool = False
+) -> dict:
+    """The train step alone at ``batch`` on GPU-resident batches (after warm-up): ms/step and samples/s. ``work``:
+    an empty folder, the run's output folder (a step writes nothing there)."""
     import torch
 
     mod, encoded, sizes = load_for_steps(package, data)
     config = mod["config"].config_from_dict({"batch_size": batch, "device": DEVICE, "compile": compiled})
     model = mod["builder"].build_model(mod["spec"].SPEC, sizes)
-    run = mod["train"]._Run(config, {}, Path(f"/tmp/step-{batch}-{compiled}"), model)
+    run = mod["train"]._Run(config, {}, work, model)
     gpu = mod["train"].stage_on_device(encoded, run.device)
     warmup = 10 if compiled else 5
     batches = [gpu.rows(torch.randint(0, len(gpu), (batch,), device=run.device)) for _ in range(steps + warmup)]
@@ -367,7 +370,10 @@ def main() -> None:
     data = Path(os.environ.get("DATA") or out / "data")
     package = Path(args.package)
     if args.step_only:
-        step_rate(package, data, args.step_only, args.compiled, show_ops=not args.compiled)
+        from scaffold.scratch import scratch_dir
+
+        with scratch_dir("step") as work:
+            step_rate(package, data, args.step_only, args.compiled, work, show_ops=not args.compiled)
         return
     started = time.perf_counter()
     if not _has_rows(data / "train.parquet", args.rows):  # a rewrite would change the files: a cache miss

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 from pathlib import Path
@@ -39,6 +38,7 @@ def main() -> None:
     import torch
 
     from benchmarks.gpu_speed import SETUP, load_for_steps
+    from scaffold.scratch import scratch_dir
     from scaffold.speed import SpeedSetup, machine, make_dataset, template_version
 
     if not (args.data / "train.parquet").is_file():
@@ -51,31 +51,13 @@ def main() -> None:
         configs += [(batch, int(m) or batch) for m in args.micros.split(",") if int(m) <= batch]
     configs = list(dict.fromkeys(configs))  # 16,384 in micro-batches of 16,384 is its one pass
     timings: dict[tuple[int, int], list[float]] = {c: [] for c in configs}
-    for repeat in range(args.repeats):
-        for batch, micro in configs:
-            torch.manual_seed(0)
-            config = mod["config"].config_from_dict({"batch_size": batch, "device": "cpu", "micro_batch_size": micro})
-            run = mod["train"]._Run(
-                config,
-                {},
-                Path(f"/tmp/smt-micro-bench-{os.getpid()}"),
-                mod["builder"].build_model(mod["spec"].SPEC, sizes),
-            )
-            steps = max(2, args.samples // batch)
-            generator = torch.Generator().manual_seed(repeat)
-            batches = [
-                encoded.rows(torch.randint(0, len(encoded), (batch,), generator=generator)) for _ in range(steps + 1)
-            ]
-            run._step(batches[0], 1000, batch)  # warm-up: allocator, first-touch of the optimizer state
-            start = time.perf_counter()
-            for b in batches[1:]:
-                run._step(b, 1000, batch)
-            rate = batch * steps / (time.perf_counter() - start)
-            timings[(batch, micro)].append(rate)
-            print(
-                json.dumps({"repeat": repeat, "batch": batch, "micro": micro, "samples_per_second": round(rate)}),
-                flush=True,
-            )
+    with scratch_dir("microbatch") as work:  # _Run makes its output folder; a step writes nothing there
+        for repeat in range(args.repeats):
+            for batch, micro in configs:
+                rate = _step_rate(mod, encoded, sizes, batch, micro, repeat, args.samples, work)
+                timings[(batch, micro)].append(rate)
+                line = {"repeat": repeat, "batch": batch, "micro": micro, "samples_per_second": round(rate)}
+                print(json.dumps(line), flush=True)
 
     reference = statistics.median(timings[configs[0]])
     rows = []
@@ -124,6 +106,24 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(text)
+
+
+def _step_rate(mod: dict, encoded, sizes, batch: int, micro: int, repeat: int, samples: int, work: Path) -> float:
+    """Samples/s of a fresh model's (seed 0) CPU train step at ``batch`` in micro-batches of ``micro`` rows, over
+    about ``samples`` samples of random batches drawn with seed ``repeat``, after one warm-up step."""
+    import torch
+
+    torch.manual_seed(0)
+    config = mod["config"].config_from_dict({"batch_size": batch, "device": "cpu", "micro_batch_size": micro})
+    run = mod["train"]._Run(config, {}, work, mod["builder"].build_model(mod["spec"].SPEC, sizes))
+    steps = max(2, samples // batch)
+    generator = torch.Generator().manual_seed(repeat)
+    batches = [encoded.rows(torch.randint(0, len(encoded), (batch,), generator=generator)) for _ in range(steps + 1)]
+    run._step(batches[0], 1000, batch)  # warm-up: allocator, first-touch of the optimizer state
+    start = time.perf_counter()
+    for b in batches[1:]:
+        run._step(b, 1000, batch)
+    return batch * steps / (time.perf_counter() - start)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import yaml
 
 from . import runner
 from .errors import SmtError
+from .fleet import load_package
 from .package_cli import PackageCLI, mean_ne
 from .status import render_answers
 from .template import TemplateRepo
@@ -134,14 +135,8 @@ def template_version(package: Path) -> str | None:
             return str(json.loads(stamp.read_text())["template"])
         except (ValueError, KeyError, TypeError):
             return None
-    answers = package / ".copier-answers.yml"
-    if answers.is_file():
-        try:
-            commit = (yaml.safe_load(answers.read_text()) or {}).get("_commit")
-        except (yaml.YAMLError, AttributeError):
-            return None
-        return None if commit is None else str(commit)
-    return None
+    version = load_package(package).version  # None where there are no readable answers
+    return None if version is None else str(version)
 
 
 def run_measured(args: list[str], cwd: Path, env: dict) -> tuple[str, float]:
