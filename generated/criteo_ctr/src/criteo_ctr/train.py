@@ -481,8 +481,8 @@ def micro_batch_rows(config: TrainConfig, rows: int, device: torch.device) -> in
 
     On CPU a large batch's activations outgrow the caches (131,072 rows × 512 floats is 268 MB a layer), so its
     elementwise ops go to memory and a sample costs more than in a small batch; micro-batches of 8,192 rows
-    train 131,072-row batches about 1.4× as fast and 16,384-row ones about 1.2× (dcn_v2 on the Criteo-shaped
-    set; ``benchmarks/results/micro_batch_cpu.md`` in the SMT repository).
+    train 131,072-row batches about 1.9× as fast and 16,384-row ones about 1.25× (dcn_v2 on the Criteo-shaped
+    set, template v0.7.23; ``benchmarks/results/micro_batch_cpu.md`` in the SMT repository).
 
     >>> from .config import config_from_dict
     >>> [micro_batch_rows(config_from_dict({}), n, torch.device("cpu")) for n in (512, 8192, 16384, 131072)]
@@ -518,19 +518,18 @@ class RowSparseGradients:
 
     def __init__(self, params: list[torch.nn.Parameter]):
         self.params = list(params)
-        self.parts: dict[int, list[torch.Tensor]] = {}  # index in params → its passes' gradients
+        self.parts: dict[torch.nn.Parameter, list[torch.Tensor]] = {}  # its passes' gradients, by parameter
 
     def take(self) -> None:
         """Move each parameter's sparse gradient of the last pass aside (``param.grad`` becomes None)."""
-        for i, param in enumerate(self.params):
+        for param in self.params:
             if param.grad is not None and param.grad.is_sparse:
-                self.parts.setdefault(i, []).append(param.grad)
+                self.parts.setdefault(param, []).append(param.grad)
                 param.grad = None
 
     def restore(self) -> None:
         """Set each parameter's gradient to its passes' gradients concatenated (uncoalesced, in pass order)."""
-        for i, grads in self.parts.items():
-            param = self.params[i]
+        for param, grads in self.parts.items():
             if len(grads) == 1:
                 param.grad = grads[0]
                 continue
