@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import eager_optim
 from .config import TrainConfig
 from .errors import ConfigError
 from .large_batch import batch_scaling
@@ -31,7 +32,7 @@ def build_optimizers(model: RankingModel, config: TrainConfig, sparse_gradients:
     if not sparse_gradients:
         model.use_dense_embedding_gradients()
     dense, embedding = model.dense_parameters(), model.embedding_parameters()
-    dense_opt = torch.optim.AdamW(dense, lr=config.lr, weight_decay=config.weight_decay)
+    dense_opt = eager_optim.AdamW(dense, lr=config.lr, weight_decay=config.weight_decay)
     embedding_opt = None
     if embedding:
         by_frequency = config.embedding_decay_scaling == "frequency"
@@ -57,7 +58,7 @@ def build_optimizers(model: RankingModel, config: TrainConfig, sparse_gradients:
                         f"training option {option} needs sparse embedding gradients, which the nccl backend "
                         f"cannot all-reduce; set {off} or train under gloo"
                     )
-            embedding_opt = torch.optim.Adam(embedding, lr=config.embedding_lr)
+            embedding_opt = eager_optim.Adam(embedding, lr=config.embedding_lr)
             if decay:
                 for param in embedding:  # coupled L2, as Adam's weight_decay, through the mask where there is one
                     mask = masks.get(param)

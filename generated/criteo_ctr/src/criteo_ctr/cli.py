@@ -79,13 +79,13 @@ def main(argv: list[str] | None = None) -> int:
 def exit_process(code: int) -> NoReturn:
     """End the process with ``code`` once its work is done, without tearing down its modules.
 
-    Python's own exit frees every module and object one by one: with torch and ``torch._dynamo`` loaded (any
-    ``torch.optim`` optimizer imports it as it is made: ``add_param_group`` is wrapped in
-    ``torch._disable_dynamo``) that took 0.4–0.6 s after every command, about a tenth of a small training. So
-    this finishes what an exit must finish, in the order Python does: ``threading._shutdown`` (what
-    ``Py_FinalizeEx`` calls first) tells thread pools to stop, so their idle workers end, and joins the threads
-    that are not daemons; then the ``atexit`` handlers run (inductor's compile workers, temporary folders,
-    coverage); the output is flushed and the process ends. Every file a command wrote is closed by then.
+    Python's own exit frees every module and object one by one: with torch loaded that takes about 0.4 s after
+    every command, and 0.7 s with ``torch._dynamo`` (which ``export`` and ``compile=true`` load), about a tenth
+    of a small training. So this finishes what an exit must finish, in the order Python does:
+    ``threading._shutdown`` (what ``Py_FinalizeEx`` calls first) tells thread pools to stop, so their idle
+    workers end, and joins the threads that are not daemons; then the ``atexit`` handlers run (inductor's
+    compile workers, temporary folders, coverage); the output is flushed and the process ends. Every file a
+    command wrote is closed by then.
     Joining the threads without the pools' hooks waited forever on an open ``ThreadPoolExecutor``'s idle
     workers: every ``compile=true`` command hung after its work was done (v0.7.12 to v0.7.15).
 

@@ -19,8 +19,10 @@ import math
 
 import torch
 
+from .eager_optim import EagerOptimizer
 
-class RowSparseAdam(torch.optim.Optimizer):
+
+class RowSparseAdam(EagerOptimizer, torch.optim.Optimizer):
     """Lazy Adam for parameters with sparse (COO) gradients, such as ``nn.Embedding(sparse=True)``.
 
     Example:
