@@ -183,3 +183,17 @@ def test_gpu_speed_merge_names_a_missing_or_corrupt_file(tmp_path):
             capture_output=True, text=True, cwd=REPO,
         )  # fmt: skip
         assert proc.returncode != 0 and f"cannot merge {path}" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_process_ab_takes_each_package_as_committed_at_a_ref(tmp_path):
+    """`benchmarks.process_ab` compares packages at two commits: each is extracted from git as committed there."""
+    from benchmarks.process_ab import checkout
+    from scaffold.fleet import load_package
+    from scaffold.speed import template_version
+
+    package = checkout("HEAD", "adult_income", tmp_path)
+    committed = subprocess.run(
+        ["git", "show", "HEAD:generated/adult_income/src/adult_income/train.py"], cwd=REPO, capture_output=True
+    ).stdout
+    assert (package / "src" / "adult_income" / "train.py").read_bytes() == committed
+    assert template_version(package) == str(load_package(REPO / "generated" / "adult_income").version)
