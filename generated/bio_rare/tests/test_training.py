@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from bio_rare.config import config_from_dict
-from bio_rare.errors import ConfigError
+from bio_rare.errors import CheckpointError, ConfigError
 from bio_rare.spec import SPEC
 from bio_rare.train import Interrupted, lr_factor, train
 
@@ -71,6 +72,29 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, tiny_schema, tiny_fil
     a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "part" / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_finished_runs_last_pt_keeps_weights_and_progress_only(tmp_path, tiny_schema, tiny_files):
+    """Nothing is left to resume once a run is done, so its last.pt leaves out the optimizers' moments and the
+    weight average (most of the bytes with large tables); resuming it again changes nothing."""
+    config = config_from_dict({"epochs": 2, "batch_size": 256, "checkpoint_every": 3, "eval_every": 5})
+    with pytest.raises(Interrupted):
+        train(*tiny_files, tmp_path / "run", config, tiny_schema, stop_after=4, show_progress=False)
+    unfinished = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert {"dense_opt", "sparse_opt", "average"} <= set(unfinished) and not unfinished["progress"]["done"]
+    summary = train(*tiny_files, tmp_path / "run", config, tiny_schema, resume=True, show_progress=False)
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert set(last) == {"meta", "model", "progress", "rng"} and last["progress"]["done"]
+    full_state = io.BytesIO()
+    torch.save(unfinished, full_state)
+    assert (tmp_path / "run" / "last.pt").stat().st_size < 0.5 * full_state.getbuffer().nbytes
+    again = train(*tiny_files, tmp_path / "run", config, tiny_schema, resume=True, show_progress=False)
+    assert again["valid"] == summary["valid"] and again["steps"] == summary["steps"]
+    kept = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(kept[k], last["model"][k]) for k in kept)
+    torch.save({**last, "progress": {**last["progress"], "done": False}}, tmp_path / "run" / "last.pt")
+    with pytest.raises(CheckpointError, match="no optimizer state"):
+        train(*tiny_files, tmp_path / "run", config, tiny_schema, resume=True, show_progress=False)
 
 
 def test_early_stopping_stops_before_the_last_epoch(tmp_path, tiny_schema, tiny_files):

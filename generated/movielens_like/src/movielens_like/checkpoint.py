@@ -1,9 +1,10 @@
 """Checkpoints that carry everything needed to evaluate, export or resume (template-owned).
 
-A training directory holds ``last.pt`` (full state for exact resume), ``best.pt`` (weights with the best
-validation NE), ``log.jsonl`` and ``metrics.json``. Both ``.pt`` files carry ``meta``: package name, model
-spec, feature schema and its fingerprint, fitted preprocessing, table sizes, the training config and the width
-multiplier the model was sized to (``width_multiplier``: loading builds that size without fitting again).
+A training directory holds ``last.pt`` (full state for exact resume; once the run is done, its final weights
+and progress only), ``best.pt`` (weights with the best validation NE), ``log.jsonl`` and ``metrics.json``. Both
+``.pt`` files carry ``meta``: package name, model spec, feature schema and its fingerprint, fitted
+preprocessing, table sizes, the training config and the width multiplier the model was sized to
+(``width_multiplier``: loading builds that size without fitting again).
 Writes are atomic (temp file + rename), so a killed run never leaves a half-written checkpoint.
 
 The fitted preprocessing (vocabularies: millions of strings on large tables) is kept in ``meta`` as one JSON
