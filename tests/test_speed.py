@@ -187,7 +187,7 @@ def test_gpu_speed_merge_names_a_missing_or_corrupt_file(tmp_path):
 
 def test_process_ab_takes_each_package_as_committed_at_a_ref(tmp_path):
     """`benchmarks.process_ab` compares packages at two commits: each is extracted from git as committed there."""
-    from benchmarks.process_ab import checkout
+    from benchmarks.process_ab import checkout, copy_render
     from scaffold.fleet import load_package
     from scaffold.speed import template_version
 
@@ -197,3 +197,8 @@ def test_process_ab_takes_each_package_as_committed_at_a_ref(tmp_path):
     ).stdout
     assert (package / "src" / "adult_income" / "train.py").read_bytes() == committed
     assert template_version(package) == str(load_package(REPO / "generated" / "adult_income").version)
+    (package / "runs" / "a").mkdir(parents=True)
+    (package / "runs" / "a" / "last.pt").write_bytes(b"a checkpoint")
+    copy = copy_render(package, tmp_path / "copy")  # --dirs: named as its import name, without its runs
+    assert copy == tmp_path / "copy" / "adult_income" and not (copy / "runs").exists()
+    assert (copy / "src" / "adult_income" / "train.py").read_bytes() == committed
