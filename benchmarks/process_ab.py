@@ -98,7 +98,7 @@ def train_once(subject: Subject, work: Path, overrides: list[str]) -> dict:
 
 def subjects(args, work: Path) -> list[Subject]:
     if bool(args.refs) == bool(args.dirs):
-        raise SystemExit("name the versions with --refs (and --packages) or with --dirs, not both")
+        raise SystemExit("name the versions either with --refs A,B (and --packages) or with --dirs A,B")
     if args.dirs:
         renders = [Path(d).resolve() for d in args.dirs.split(",")]
         copies = [copy_render(render, work / f"dir{i}") for i, render in enumerate(renders)]
