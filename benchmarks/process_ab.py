@@ -24,20 +24,16 @@ did not.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import shutil
 import statistics
-import subprocess
-import tarfile
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from scaffold import runner
+from scaffold import _git, runner
 from scaffold.package_cli import PackageCLI, mean_ne
-from scaffold.speed import machine, run_measured, template_version
+from scaffold.speed import machine, template_version, timed_train
 
 ROOT = Path(__file__).resolve().parents[1]
 PHASES = ("imports", "read", "fit", "encode", "cache_load", "build", "steps", "evaluate", "checkpoint")
@@ -55,11 +51,7 @@ class Subject:
 
 def checkout(ref: str, package: str, into: Path) -> Path:
     """``generated/<package>`` as committed at ``ref``, extracted under ``into``."""
-    archive = subprocess.run(
-        ["git", "archive", "--format=tar", ref, f"generated/{package}"], cwd=ROOT, capture_output=True, check=True
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
+    _git.export_tree(ROOT, ref, into, f"generated/{package}")
     return into / "generated" / package
 
 
@@ -77,12 +69,8 @@ def train_once(subject: Subject, work: Path, overrides: list[str]) -> dict:
     features = subject.data / "features.yaml"
     cli = PackageCLI(subject.path, features=features if features.is_file() else None)
     out = Path(tempfile.mkdtemp(dir=work))
-    args = cli.command(*cli.train_args(subject.data / "train.parquet", subject.data / "valid.parquet", out, overrides))
     env = {**runner.package_env(subject.path), "SMT_DATA_CACHE": str(work / "data-cache")}
-    started = time.perf_counter()
-    stdout, rss = run_measured(args, subject.path, env)
-    wall = time.perf_counter() - started
-    summary = cli.parse_train(stdout)
+    summary, wall, rss = timed_train(cli, subject.data, out, overrides, env)
     last = (out / "last.pt").stat().st_size
     shutil.rmtree(out)  # checkpoints of large tables: hundreds of MB a run
     return {

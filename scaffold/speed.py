@@ -30,7 +30,7 @@ import yaml
 from . import runner
 from .errors import SmtError
 from .fleet import load_package
-from .package_cli import PackageCLI, mean_ne
+from .package_cli import PackageCLI, TrainResult, mean_ne
 from .status import render_answers
 from .template import TemplateRepo
 
@@ -157,6 +157,17 @@ def run_measured(args: list[str], cwd: Path, env: dict) -> tuple[str, float]:
     return stdout, usage.ru_maxrss / 1024
 
 
+def timed_train(
+    cli: PackageCLI, data: Path, out: Path, overrides: list[str], env: dict
+) -> tuple[TrainResult, float, float]:
+    """One ``train`` process of ``cli``'s package on ``data/{train,valid}.parquet`` into ``out``: its summary, its
+    wall seconds measured from outside (exec to exit) and its peak resident memory in MB."""
+    args = cli.command(*cli.train_args(data / "train.parquet", data / "valid.parquet", out, overrides))
+    started = time.perf_counter()
+    stdout, rss = run_measured(args, cli.path, env)
+    return cli.parse_train(stdout), time.perf_counter() - started, rss
+
+
 def bench_package(package: Path, data: Path, setup: SpeedSetup, train_args: tuple[str, ...] = ()) -> SpeedResult:
     """One epoch through the package's own ``train``, cold then warm cache; then ``capacity`` and ``export``."""
     cli = PackageCLI(package, features=data / "features.yaml")
@@ -165,11 +176,7 @@ def bench_package(package: Path, data: Path, setup: SpeedSetup, train_args: tupl
     phases, walls = {}, {}
     for cache in ("cold", "warm"):
         out = package / f"run-{cache}"
-        args = cli.command(*cli.train_args(data / "train.parquet", data / "valid.parquet", out, overrides))
-        started = time.perf_counter()
-        stdout, rss = run_measured(args, package, env)
-        walls[cache] = time.perf_counter() - started
-        summary = cli.parse_train(stdout)
+        summary, walls[cache], rss = timed_train(cli, data, out, overrides, env)
         phases[cache] = {**summary.phases, "startup": max(0.0, walls[cache] - (summary.process_seconds or 0.0))}
     capacity = cli.run_capacity(summary, out)
     exported = cli.export(out, package / "m.pt2")
