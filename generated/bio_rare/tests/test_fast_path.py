@@ -10,13 +10,14 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 import torch
 
-from bio_rare.cache import encode_file, entry_dir
 from bio_rare import eager_optim
+from bio_rare.cache import encode_file, entry_dir
 from bio_rare.checkpoint import BEST, BackgroundWriter, load_trained
 from bio_rare.config import config_from_dict
 from bio_rare.errors import CheckpointError, ConfigError
@@ -216,6 +217,21 @@ def test_cache_hits_and_is_invalidated_by_data_and_schema(tmp_path, tiny_schema,
     assert len(list(entry_dir(train_file).glob("*.pt"))) == 3
 
 
+def test_a_valid_entry_is_hit_whether_the_state_was_fit_cached_or_resumed(tmp_path, tiny_schema, tiny_files):
+    from bio_rare.preprocess import Preprocessor
+
+    train_file, valid_file = (Path(shutil.copy(f, tmp_path / Path(f).name)) for f in tiny_files)
+    fitted, _ = encode_file(train_file, tiny_schema)  # a cold cache: fit here
+    cached, _ = encode_file(train_file, tiny_schema)  # read back with the entry's JSON text
+    resumed = Preprocessor(tiny_schema, json.loads(fitted.state_json))  # as --resume builds it from last.pt
+    assert cached.state_json == fitted.state_json == resumed.state_json and cached.state == fitted.state
+    first = encode_file(valid_file, tiny_schema, fitted)[1]
+    for pre in (cached, resumed):
+        assert torch.equal(encode_file(valid_file, tiny_schema, pre)[1].sparse, first.sparse)
+    assert len(list(entry_dir(valid_file).glob("*.pt"))) == 1  # one key for the one state: hit every time
+    assert len(list(entry_dir(train_file).glob("*.pt"))) == 1
+
+
 def test_cached_and_uncached_training_agree(tmp_path, tiny_schema, tiny_files):
     config = {"epochs": 1, "batch_size": 512, "warmup_steps": 2}
     cached = train(*tiny_files, tmp_path / "a", config_from_dict(config), tiny_schema, show_progress=False)
@@ -344,6 +360,58 @@ def test_background_checkpoints_are_snapshots_written_in_order(tmp_path):
     assert torch.equal(torch.load(tmp_path / "b.pt")["w"], torch.ones(3))
     assert torch.equal(torch.load(tmp_path / "a.pt")["w"], torch.full((3,), 7.0))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt", "b.pt"]  # no temp file left
+
+
+class _Gate:
+    """A payload value whose pickling (inside torch.save, on the writer's thread) waits until the test opens it."""
+
+    def __init__(self):
+        self.reached, self.opened = threading.Event(), threading.Event()
+
+    def __reduce__(self):
+        self.reached.set()
+        assert self.opened.wait(30)
+        return (int, (0,))
+
+
+def test_a_cancelled_background_write_leaves_the_file_it_was_replacing(tmp_path):
+    writer, target = BackgroundWriter(), tmp_path / "last.pt"
+    writer.save({"w": torch.zeros(3)}, target)
+    writer.wait()
+    gate = _Gate()
+    writer.save({"w": torch.ones(1 << 20), "gate": gate}, target)  # 4 MB: more than one chunk
+    assert gate.reached.wait(30)  # in flight: its temp file is open
+    writer.cancel(tmp_path / "best.pt")  # another file: no effect
+    writer.cancel(target)
+    gate.opened.set()
+    writer.wait()  # a cancelled write is no error
+    assert torch.equal(torch.load(target)["w"], torch.zeros(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # its temp file is gone
+    writer.save({"w": torch.full((3,), 2.0)}, target)  # the next write is not cancelled
+    writer.cancel(tmp_path / "best.pt")
+    writer.wait()
+    assert torch.equal(torch.load(target)["w"], torch.full((3,), 2.0))
+
+
+def test_a_runs_end_does_not_wait_for_the_last_pt_it_supersedes(tmp_path, tiny_schema, tiny_files, monkeypatch):
+    """The epoch-end write of last.pt is still in flight (here: until cancelled) when the last epoch ends: the run
+    cancels it and writes the final one, instead of waiting for it."""
+    from bio_rare import checkpoint
+
+    write, held = checkpoint._write, []
+
+    def slow_disk(payload, path, stop=None):
+        if path.name == "last.pt" and stop is not None and not payload["progress"]["done"]:
+            held.append(stop.wait(60))  # a disk that takes a minute, unless the write is cancelled
+        write(payload, path, stop)
+
+    monkeypatch.setattr(checkpoint, "_write", slow_disk)
+    config = config_from_dict({"epochs": 2, "batch_size": 512, "warmup_steps": 2})
+    summary = train(*tiny_files, tmp_path / "run", config, tiny_schema, show_progress=False)
+    assert held == [True]  # epoch 1's last.pt was cancelled, not waited for
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert last["progress"]["done"] and last["progress"]["step"] == summary["steps"]
+    assert (tmp_path / "run" / BEST).is_file()
 
 
 def test_a_failed_background_checkpoint_is_a_clear_error(tmp_path):

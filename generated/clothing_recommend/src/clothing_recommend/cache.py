@@ -49,8 +49,8 @@ def encode_file(
         with PHASES.phase("cache_load"):
             hit = _load(entry)
         if hit is not None:
-            state, data = hit
-            return (pre if pre is not None else Preprocessor(schema, state)), data
+            state, state_json, data = hit
+            return (pre if pre is not None else Preprocessor(schema, state, state_json)), data
     with PHASES.phase("read"):
         table = read_table(path, schema, require_labels=require_labels)
     if pre is None:
@@ -60,7 +60,7 @@ def encode_file(
         data = pre.transform(table)
     if entry is not None:
         with PHASES.phase("cache_write"):
-            _store(entry, pre.state, data)
+            _store(entry, pre.state_json, data)
     return pre, data
 
 
@@ -71,7 +71,9 @@ def _entry_path(path: Path, schema: FeatureSchema, pre: Preprocessor | None, req
         "size": stat.st_size,
         "mtime_ns": stat.st_mtime_ns,
         "schema": schema.layout_fingerprint(),
-        "preprocessor": "fit" if pre is None else json.dumps(pre.state, sort_keys=True),
+        # The digest of the state's one JSON text (``state_json``), not a sorted re-encoding of it: the same
+        # fitted state gives the same text whether it was just fit, read from the cache or from a checkpoint.
+        "preprocessor": "fit" if pre is None else hashlib.sha256(pre.state_json.encode()).hexdigest(),
         "encoder": _ENCODER_SOURCE,
         "labels": require_labels,
     }
@@ -92,21 +94,22 @@ def entry_dir(path: str | Path) -> Path:
     return cache_root() / f"{path.name}-{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}"
 
 
-def _load(entry: Path) -> tuple[dict, EncodedData] | None:
+def _load(entry: Path) -> tuple[dict, str, EncodedData] | None:
+    """(fitted state, its JSON text, encoded tensors) of ``entry``; None when it is missing or unreadable."""
     if not entry.is_file():
         return None
     try:
         payload = torch.load(entry, map_location="cpu", weights_only=True, mmap=True)
         data = EncodedData(payload["sparse"], list(payload["multi_hot"]), payload["dense"], payload["labels"])
-        return json.loads(payload["state_json"]), data
+        return json.loads(payload["state_json"]), payload["state_json"], data
     except Exception as exc:  # a truncated or foreign file: rebuild it
         print(f"note: ignoring unreadable cache entry {entry} ({type(exc).__name__}); re-encoding", file=sys.stderr)
         return None
 
 
-def _store(entry: Path, state: dict, data: EncodedData) -> None:
+def _store(entry: Path, state_json: str, data: EncodedData) -> None:
     payload = {  # the state as one JSON string: unpickling millions of vocabulary strings one by one is slow
-        "state_json": json.dumps(state),
+        "state_json": state_json,
         "sparse": data.sparse,
         "multi_hot": data.multi_hot,
         "dense": data.dense,

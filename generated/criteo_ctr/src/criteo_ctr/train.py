@@ -141,7 +141,7 @@ def train(
             dist.barrier(world)
         sparse_sizes, multi_sizes = pre.cardinalities()
         sizes = FeatureSizes(tuple(sparse_sizes), tuple(multi_sizes), schema.dense_width)
-        meta = ckpt.make_meta(SPEC, schema, pre.state, sizes.to_dict(), config.to_dict())
+        meta = ckpt.make_meta(SPEC, schema, pre.state_json, sizes.to_dict(), config.to_dict())
         meta["inputs"] = inputs
         meta["train_base_rates"] = {e: float(r) for e, r in zip(SPEC.events, train_rates.tolist())}
         with PHASES.phase("build"):
@@ -327,6 +327,8 @@ class _Run:
 
     def _after_step(self, loss, epoch, steps_per_epoch, total, valid_data, bar) -> None:
         c, p = self.config, self.progress
+        if p.step >= total:  # the final last.pt, written after this last evaluation, supersedes one still in flight
+            self.writer.cancel(self.out / ckpt.LAST)
         if c.log_every and p.step % c.log_every == 0:
             lr = self.dense_opt.param_groups[0]["lr"]
             loss = float(loss)
@@ -351,6 +353,7 @@ class _Run:
         ):
             self._save_last()
         if c.max_seconds and dist.any_rank(p.train_seconds >= c.max_seconds, self.world) and p.step < total:
+            self.writer.cancel(self.out / ckpt.LAST)  # the run stops here: its final last.pt follows
             if p.last_eval_step != p.step:
                 self._evaluate(valid_data)
             p.done = True
