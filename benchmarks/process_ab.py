@@ -36,7 +36,7 @@ from scaffold.package_cli import PackageCLI, mean_ne
 from scaffold.speed import machine, template_version, timed_train
 
 ROOT = Path(__file__).resolve().parents[1]
-PHASES = ("imports", "read", "fit", "encode", "cache_load", "build", "steps", "evaluate", "checkpoint")
+PHASES = ("imports", "read", "fit", "encode", "cache_load", "build", "steps", "evaluate", "checkpoint", "other")
 
 
 @dataclass(frozen=True)
