@@ -224,12 +224,28 @@ def test_a_valid_entry_is_hit_whether_the_state_was_fit_cached_or_resumed(tmp_pa
     fitted, _ = encode_file(train_file, tiny_schema)  # a cold cache: fit here
     cached, _ = encode_file(train_file, tiny_schema)  # read back with the entry's JSON text
     resumed = Preprocessor(tiny_schema, json.loads(fitted.state_json))  # as --resume builds it from last.pt
+    assert cached._state is None  # a warm cache gives the text and the table sizes: nothing is decoded
+    assert cached.cardinalities() == fitted.cardinalities() and cached._state is None
     assert cached.state_json == fitted.state_json == resumed.state_json and cached.state == fitted.state
     first = encode_file(valid_file, tiny_schema, fitted)[1]
     for pre in (cached, resumed):
         assert torch.equal(encode_file(valid_file, tiny_schema, pre)[1].sparse, first.sparse)
     assert len(list(entry_dir(valid_file).glob("*.pt"))) == 1  # one key for the one state: hit every time
     assert len(list(entry_dir(train_file).glob("*.pt"))) == 1
+
+
+def test_a_cache_entry_whose_fitted_state_was_altered_is_rebuilt(tmp_path, tiny_schema, tiny_files, capsys):
+    train_file = Path(shutil.copy(tiny_files[0], tmp_path / "train.parquet"))
+    fitted, first = encode_file(train_file, tiny_schema)
+    [entry] = entry_dir(train_file).glob("*.pt")
+    payload = torch.load(entry, weights_only=True)
+    word = next(iter(fitted.state["vocab"].values()))[0]
+    payload["state_json"] = payload["state_json"].replace(f'"{word}"', f'"{word}x"', 1)  # still valid JSON
+    torch.save(payload, entry)
+    again, second = encode_file(train_file, tiny_schema)
+    assert "ignoring unreadable cache entry" in capsys.readouterr().err
+    assert again.state == fitted.state and torch.equal(second.sparse, first.sparse)
+    assert encode_file(train_file, tiny_schema)[0].state_json == fitted.state_json  # rebuilt: a hit again
 
 
 def test_cached_and_uncached_training_agree(tmp_path, tiny_schema, tiny_files):

@@ -23,7 +23,7 @@ import torch
 from . import data as data_module
 from . import preprocess
 from .data import read_table
-from .preprocess import EncodedData, Preprocessor
+from .preprocess import EncodedData, Preprocessor, text_digest
 from .schema import FeatureSchema
 from .timing import PHASES
 
@@ -49,8 +49,8 @@ def encode_file(
         with PHASES.phase("cache_load"):
             hit = _load(entry)
         if hit is not None:
-            state, state_json, data = hit
-            return (pre if pre is not None else Preprocessor(schema, state, state_json)), data
+            state_json, digest, cardinalities, data = hit
+            return (pre if pre is not None else Preprocessor(schema, None, state_json, cardinalities, digest)), data
     with PHASES.phase("read"):
         table = read_table(path, schema, require_labels=require_labels)
     if pre is None:
@@ -60,7 +60,7 @@ def encode_file(
         data = pre.transform(table)
     if entry is not None:
         with PHASES.phase("cache_write"):
-            _store(entry, pre.state_json, data)
+            _store(entry, pre, data)
     return pre, data
 
 
@@ -73,7 +73,7 @@ def _entry_path(path: Path, schema: FeatureSchema, pre: Preprocessor | None, req
         "schema": schema.layout_fingerprint(),
         # The digest of the state's one JSON text (``state_json``), not a sorted re-encoding of it: the same
         # fitted state gives the same text whether it was just fit, read from the cache or from a checkpoint.
-        "preprocessor": "fit" if pre is None else hashlib.sha256(pre.state_json.encode()).hexdigest(),
+        "preprocessor": "fit" if pre is None else pre.state_digest,
         "encoder": _ENCODER_SOURCE,
         "labels": require_labels,
     }
@@ -94,22 +94,30 @@ def entry_dir(path: str | Path) -> Path:
     return cache_root() / f"{path.name}-{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}"
 
 
-def _load(entry: Path) -> tuple[dict, str, EncodedData] | None:
-    """(fitted state, its JSON text, encoded tensors) of ``entry``; None when it is missing or unreadable."""
+def _load(entry: Path) -> tuple[str, str, tuple[list[int], list[int]], EncodedData] | None:
+    """(the fitted state's JSON text, its digest, its table sizes, the encoded tensors) of ``entry``; None when
+    it is missing or unreadable. The text is not decoded (a warm-cache ``train`` needs only the sizes), but its
+    digest must match the one stored with it: torch does not check its records on load."""
     if not entry.is_file():
         return None
     try:
         payload = torch.load(entry, map_location="cpu", weights_only=True, mmap=True)
         data = EncodedData(payload["sparse"], list(payload["multi_hot"]), payload["dense"], payload["labels"])
-        return json.loads(payload["state_json"]), payload["state_json"], data
-    except Exception as exc:  # a truncated or foreign file: rebuild it
+        state_json, sizes = payload["state_json"], payload["cardinalities"]
+        digest = text_digest(state_json)
+        if digest != payload["state_digest"]:
+            raise ValueError("the fitted state does not match its digest")
+        return state_json, digest, (list(sizes[0]), list(sizes[1])), data
+    except Exception as exc:  # a truncated, corrupt or foreign file: rebuild it
         print(f"note: ignoring unreadable cache entry {entry} ({type(exc).__name__}); re-encoding", file=sys.stderr)
         return None
 
 
-def _store(entry: Path, state_json: str, data: EncodedData) -> None:
+def _store(entry: Path, pre: Preprocessor, data: EncodedData) -> None:
     payload = {  # the state as one JSON string: unpickling millions of vocabulary strings one by one is slow
-        "state_json": state_json,
+        "state_json": pre.state_json,
+        "state_digest": pre.state_digest,
+        "cardinalities": list(pre.cardinalities()),
         "sparse": data.sparse,
         "multi_hot": data.multi_hot,
         "dense": data.dense,
