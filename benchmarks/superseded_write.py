@@ -33,7 +33,8 @@ from scaffold.speed import machine
 
 def load_checkpoint_module(package: Path):
     """The `checkpoint` module of the package at ``package`` (its `src/<name>`), imported from there."""
-    names = [p.name for p in (package / "src").iterdir() if (p / "checkpoint.py").is_file()]
+    src = package / "src"
+    names = [p.name for p in src.iterdir() if (p / "checkpoint.py").is_file()] if src.is_dir() else []
     if len(names) != 1:
         raise SystemExit(f"{package} is not a package of the template (no src/<name>/checkpoint.py)")
     sys.path.insert(0, str(package / "src"))

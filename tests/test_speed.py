@@ -202,3 +202,18 @@ def test_process_ab_takes_each_package_as_committed_at_a_ref(tmp_path):
     copy = copy_render(package, tmp_path / "copy")  # --dirs: named as its import name, without its runs
     assert copy == tmp_path / "copy" / "adult_income" and not (copy / "runs").exists()
     assert (copy / "src" / "adult_income" / "train.py").read_bytes() == committed
+
+
+def test_superseded_write_times_both_ends_with_a_packages_own_writer(tmp_path):
+    """`benchmarks.superseded_write` loads the package's checkpoint module and times waited and cancelled ends."""
+    out = tmp_path / "sw"
+    args = [sys.executable, "-m", "benchmarks.superseded_write", "--package", str(REPO / "generated" / "adult_income")]
+    args += ["--mb", "8", "--after", "0", "--repeats", "2", "--dir", str(tmp_path), "--out", str(out)]
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert [len(report["runs"][mode]) for mode in ("waited", "cancelled")] == [2, 2]
+    assert report["files_written"]["waited"] == 2  # a waited write always lands
+    assert list(tmp_path.glob("tmp*")) == []  # its scratch directory is gone
+    bad = subprocess.run([*args[:3], "--package", str(tmp_path), *args[5:]], capture_output=True, text=True, cwd=REPO)
+    assert bad.returncode != 0 and "is not a package of the template" in bad.stderr.strip().splitlines()[-1]
