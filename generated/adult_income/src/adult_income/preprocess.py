@@ -8,8 +8,8 @@ Dense values: missing → train mean (or 0), then ``log`` (sign(x)·log1p|x|) an
 train mean and std; optional 0/1 missing indicators follow the values. Bucketized dense features also get
 a quantile-bucket id (edges fit on train; 0 = missing), encoded as extra sparse columns after the schema's
 sparse features. The fitted state is a JSON-able dict saved with every checkpoint and data-cache entry, as one
-JSON text (``Preprocessor.state_json``) made once per process: with vocabularies of millions of ids each
-encoding takes about half a second.
+JSON text (``Preprocessor.state_json``) made once per process: with vocabularies of millions of ids (the 46 MB
+of 4M-row Criteo-shaped tables) an encoding takes about 0.35 s and a decoding 0.3 s.
 """
 
 from __future__ import annotations
