@@ -21,6 +21,7 @@ python=${PYTHON:-python3}
 package=${PACKAGE:-build/gpu/speed_dcn_v2}
 work=${WORK:-/tmp/smt-gpu-issue11}
 mkdir -p "$out"
+rm -rf "$work"/run-*  # an earlier call's runs (its generated data and cache are kept): train refuses a used --out
 export PYTHONUNBUFFERED=1
 if [ ! -d "$package/src" ]; then
     echo "no rendered package at $package: run '.venv/bin/python -m benchmarks.gpu_speed --render build/gpu' here and carry build/gpu" >&2
