@@ -88,6 +88,36 @@ def test_training_on_cpu_never_imports_dynamo(tmp_path, tiny_schema, tiny_files)
     assert json.loads(proc.stdout.splitlines()[-1]) == []
 
 
+WARM_CACHE_RUN = """
+import json, sys
+from adult_income.config import config_from_dict
+from adult_income.schema import schema_from_dict
+from adult_income.train import train
+train_path, valid_path, out, schema = sys.argv[1], sys.argv[2], sys.argv[3], schema_from_dict(json.loads(sys.argv[4]))
+config = config_from_dict({"epochs": 1, "batch_size": 512})
+summary = train(train_path, valid_path, out, config, schema, show_progress=False)
+arrow = sorted(m for m in sys.modules if m.split(".")[0] == "pyarrow")[:1]
+print(json.dumps([summary["valid"], "read" in summary["phases"], arrow]))
+"""
+
+
+def test_a_warm_cache_train_never_imports_pyarrow(tmp_path, tiny_schema, tiny_files):
+    """Reading and encoding a file needs pyarrow (about 0.1 s to import); a run whose train and valid files are
+    both in the data cache reads neither, and trains the same model."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"), "SMT_DATA_CACHE": str(tmp_path / "c")}
+    runs = []
+    for run in ("cold", "warm"):
+        args = [*map(str, tiny_files), str(tmp_path / run), json.dumps(tiny_schema.to_dict())]
+        proc = subprocess.run([sys.executable, "-c", WARM_CACHE_RUN, *args], env=env, timeout=300, **CAPTURE)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        runs.append(json.loads(proc.stdout.splitlines()[-1]))
+    (cold_valid, cold_read, cold_arrow), (warm_valid, warm_read, warm_arrow) = runs
+    assert (cold_read, cold_arrow) == (True, ["pyarrow"])  # the test can tell
+    assert (warm_read, warm_arrow) == (False, [])
+    for event, metrics in cold_valid.items():
+        assert warm_valid[event]["ne"] == pytest.approx(metrics["ne"], rel=1e-6)
+
+
 def test_row_sparse_adam_weight_decay_shrinks_only_the_rows_of_the_batch():
     table = torch.nn.Embedding(10, 4, sparse=True)
     torch.nn.init.constant_(table.weight, 1.0)

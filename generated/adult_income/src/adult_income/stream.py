@@ -13,10 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import pyarrow.compute as pc
 import torch
 
-from .data import parquet_row_groups, read_row_group
 from .preprocess import EncodedData, Preprocessor
 
 
@@ -61,6 +59,8 @@ class StreamedBatches:
     """Batches read from a Parquet train file one row group at a time (files larger than memory)."""
 
     def __init__(self, path: str | Path, pre: Preprocessor, batch_size: int, seed: int):
+        from .data import parquet_row_groups  # pyarrow: imported by a streamed run only
+
         self.path, self.pre, self.batch_size, self.seed = Path(path), pre, batch_size, seed
         self.groups = parquet_row_groups(path)
         self._cursor: tuple[int, int, Iterator[EncodedData]] | None = None
@@ -70,6 +70,7 @@ class StreamedBatches:
 
     def label_rates(self) -> torch.Tensor:
         """Mean of each label column (E,), reading only the labels."""
+        import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
         labels = pq.read_table(self.path, columns=list(self.pre.schema.labels))
@@ -86,10 +87,12 @@ class StreamedBatches:
         return batch.rows(rows_of_batch(torch.arange(len(batch))))
 
     def _epoch(self, epoch: int) -> Iterator[EncodedData]:
+        from . import data
+
         generator = epoch_generator(self.seed, epoch)
         carry: list[EncodedData] = []
         for group in torch.randperm(len(self.groups), generator=generator).tolist():
-            encoded = self.pre.transform(read_row_group(self.path, self.pre.schema, group))
+            encoded = self.pre.transform(data.read_row_group(self.path, self.pre.schema, group))
             buffer = concat([*carry, encoded.rows(torch.randperm(len(encoded), generator=generator))])
             whole = len(buffer) // self.batch_size * self.batch_size
             for start in range(0, whole, self.batch_size):

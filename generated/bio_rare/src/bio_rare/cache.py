@@ -20,18 +20,16 @@ from pathlib import Path
 
 import torch
 
-from . import data as data_module
-from . import preprocess
-from .data import read_table
 from .preprocess import EncodedData, Preprocessor, text_digest
 from .schema import FeatureSchema
 from .timing import PHASES
 
 CACHE_ENV = "SMT_DATA_CACHE"
 KEEP_PER_FILE = 4  # newest entries kept per data file; older ones are pruned on write
-# The code that reads, checks and encodes a file: a change to it invalidates every entry.
+# The code that reads, checks and encodes a file: a change to it invalidates every entry. Read as files, not
+# imported: a hit needs neither ``data`` nor ``columns`` (nor pyarrow, which they import).
 _ENCODER_SOURCE = hashlib.sha256(
-    Path(preprocess.__file__).read_bytes() + Path(data_module.__file__).read_bytes()
+    b"".join(Path(__file__).with_name(name).read_bytes() for name in ("preprocess.py", "columns.py", "data.py"))
 ).hexdigest()
 
 
@@ -51,6 +49,8 @@ def encode_file(
         if hit is not None:
             state_json, digest, cardinalities, data = hit
             return (pre if pre is not None else Preprocessor(schema, None, state_json, cardinalities, digest)), data
+    from .data import read_table  # pyarrow: only on a miss
+
     with PHASES.phase("read"):
         table = read_table(path, schema, require_labels=require_labels)
     if pre is None:

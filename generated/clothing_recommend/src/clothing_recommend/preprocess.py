@@ -9,22 +9,24 @@ train mean and std; optional 0/1 missing indicators follow the values. Bucketize
 a quantile-bucket id (edges fit on train; 0 = missing), encoded as extra sparse columns after the schema's
 sparse features. The fitted state is a JSON-able dict saved with every checkpoint and data-cache entry, as one
 JSON text (``Preprocessor.state_json``) made once per process: with vocabularies of millions of ids (the 46 MB
-of 4M-row Criteo-shaped tables) an encoding takes about 0.35 s and a decoding 0.3 s.
+of 4M-row Criteo-shaped tables) an encoding takes about 0.35 s and a decoding 0.3 s. The pyarrow side of fitting
+and transforming is ``columns``, imported on first use: reading the data cache needs neither it nor pyarrow.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 
-from .schema import DenseFeature, FeatureSchema, MultiHotFeature, SparseFeature
+from .schema import DenseFeature, FeatureSchema, SparseFeature
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 MISSING, OOV, FIRST_ID = 0, 1, 2
 
@@ -119,16 +121,19 @@ class Preprocessor:
 
     @classmethod
     def fit(cls, table: pa.Table, schema: FeatureSchema) -> Preprocessor:
+        from . import columns
+
         state: dict = {"vocab": {}, "dense": {}}
         for f in schema.sparse:
             if f.encoding == "vocab":
-                state["vocab"][f.name] = _fit_vocab(_as_strings(table.column(f.name)), f.min_count)
+                state["vocab"][f.name] = columns.fit_vocab(columns.as_strings(table.column(f.name)), f.min_count)
         for f in schema.multi_hot:
-            tokens = pc.list_flatten(_split(table.column(f.name), f))
-            state["vocab"][f.name] = _fit_vocab(tokens, f.min_count)
+            state["vocab"][f.name] = columns.multi_hot_vocab(table.column(f.name), f)
         for f in schema.dense:
-            state["dense"][f.name] = _fit_dense(_as_floats(table.column(f.name)), f)
-        state["edges"] = {f.name: _fit_edges(_as_floats(table.column(f.name)), f.buckets) for f in schema.bucketized}
+            state["dense"][f.name] = _fit_dense(columns.as_floats(table.column(f.name)), f)
+        state["edges"] = {
+            f.name: _fit_edges(columns.as_floats(table.column(f.name)), f.buckets) for f in schema.bucketized
+        }
         return cls(schema, state)
 
     def cardinalities(self) -> tuple[list[int], list[int]]:
@@ -149,100 +154,37 @@ class Preprocessor:
         return FIRST_ID + len(self.state["vocab"][f.name])
 
     def transform(self, table: pa.Table) -> EncodedData:
-        n = table.num_rows
+        from . import columns
+
+        n, vocab = table.num_rows, self.state["vocab"]
         sparse = np.zeros((n, len(self.schema.sparse) + len(self.schema.bucketized)), dtype=np.int64)
         for j, f in enumerate(self.schema.sparse):
-            sparse[:, j] = self._encode_sparse(table.column(f.name), f)
+            strings = columns.as_strings(table.column(f.name))
+            if f.encoding == "hash":
+                sparse[:, j] = columns.hash_ids(strings, f.buckets)
+            else:
+                sparse[:, j] = columns.vocab_ids(strings, vocab[f.name])
         for j, f in enumerate(self.schema.bucketized, start=len(self.schema.sparse)):
-            sparse[:, j] = _bucket_ids(_as_floats(table.column(f.name)), self.state["edges"][f.name])
-        multi = [self._encode_multi_hot(table.column(f.name), f) for f in self.schema.multi_hot]
+            sparse[:, j] = _bucket_ids(columns.as_floats(table.column(f.name)), self.state["edges"][f.name])
+        multi = [columns.multi_hot_ids(table.column(f.name), f, vocab[f.name]) for f in self.schema.multi_hot]
         dense = np.zeros((n, self.schema.dense_width), dtype=np.float32)
         indicator = len(self.schema.dense)
         for j, f in enumerate(self.schema.dense):
-            values = _as_floats(table.column(f.name))
+            values = columns.as_floats(table.column(f.name))
             dense[:, j] = _apply_dense(values, f, self.state["dense"][f.name])
             if f.missing_indicator:
                 dense[:, indicator] = np.isnan(values)
                 indicator += 1
         labels = None
         if all(name in table.column_names for name in self.schema.labels):
-            labels = np.stack([_as_floats(table.column(name)) for name in self.schema.labels], axis=1).astype(
-                np.float32
-            )
+            labels = np.stack([columns.as_floats(table.column(name)) for name in self.schema.labels], axis=1)
+            labels = labels.astype(np.float32)
         return EncodedData(
             sparse=torch.from_numpy(sparse),
             multi_hot=[torch.from_numpy(m) for m in multi],
             dense=torch.from_numpy(dense),
             labels=None if labels is None else torch.from_numpy(labels),
         )
-
-    def _encode_sparse(self, column: pa.ChunkedArray, f: SparseFeature) -> np.ndarray:
-        strings = _as_strings(column)
-        if f.encoding == "hash":
-            return _hash_ids(strings, f.buckets)
-        return _vocab_ids(strings, self.state["vocab"][f.name])
-
-    def _encode_multi_hot(self, column: pa.ChunkedArray, f: MultiHotFeature) -> np.ndarray:
-        lists = _split(column, f)
-        lengths = pc.list_value_length(lists).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
-        ids = _vocab_ids(pc.list_flatten(lists), self.state["vocab"][f.name])
-        out = np.zeros((len(lengths), f.max_length), dtype=np.int64)
-        rows = np.repeat(np.arange(len(lengths)), lengths)
-        starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
-        position = np.arange(len(ids)) - starts
-        keep = (position < f.max_length) & (ids != MISSING)
-        out[rows[keep], position[keep]] = ids[keep]
-        return out
-
-
-def _as_strings(column: pa.ChunkedArray | pa.Array) -> pa.Array:
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    if not pa.types.is_string(column.type):
-        column = pc.cast(column, pa.string())
-    return column
-
-
-def _as_floats(column: pa.ChunkedArray) -> np.ndarray:
-    return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64)
-
-
-def _split(column: pa.ChunkedArray, f: MultiHotFeature) -> pa.Array:
-    return pc.split_pattern(_as_strings(column), pattern=f.separator)
-
-
-def _fit_vocab(tokens: pa.Array, min_count: int) -> list[str]:
-    """Tokens seen at least ``min_count`` times, most frequent first (ties by value: deterministic)."""
-    tokens = pc.drop_null(tokens)
-    tokens = tokens.filter(pc.not_equal(tokens, ""))
-    if len(tokens) == 0:
-        return []
-    counts = pc.value_counts(tokens)
-    ranked = pa.table({"value": counts.field("values"), "count": counts.field("counts")})
-    ranked = ranked.filter(pc.greater_equal(ranked["count"], min_count))
-    order = pc.sort_indices(ranked, sort_keys=[("count", "descending"), ("value", "ascending")])
-    return ranked["value"].take(order).to_pylist()
-
-
-def _vocab_ids(tokens: pa.Array, vocab: list[str]) -> np.ndarray:
-    found = pc.index_in(tokens, value_set=pa.array(vocab, type=pa.string())).fill_null(-1)
-    found = found.to_numpy(zero_copy_only=False).astype(np.int64)
-    ids = np.where(found < 0, OOV, found + FIRST_ID)
-    missing = pc.or_(pc.is_null(tokens), pc.equal(tokens, "")).fill_null(True)
-    ids[missing.to_numpy(zero_copy_only=False)] = MISSING
-    return ids
-
-
-def _hash_ids(tokens: pa.Array, buckets: int) -> np.ndarray:
-    """Stable hashing (crc32) of each distinct value, then a gather: cost ~ distinct values, not rows."""
-    encoded = pc.dictionary_encode(tokens)
-    uniques = encoded.dictionary.to_pylist()
-    bucket_of = np.array([zlib.crc32(u.encode()) % buckets + FIRST_ID if u else MISSING for u in uniques])
-    codes = encoded.indices.to_numpy(zero_copy_only=False)
-    valid = ~np.asarray(pc.is_null(encoded.indices).to_numpy(zero_copy_only=False))
-    ids = np.full(len(tokens), MISSING, dtype=np.int64)
-    ids[valid] = bucket_of.astype(np.int64)[codes[valid].astype(np.int64)]
-    return ids
 
 
 def _fit_edges(values: np.ndarray, buckets: int) -> list[float]:

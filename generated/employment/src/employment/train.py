@@ -31,7 +31,6 @@ from .builder import build_model, sized_spec
 from .cache import encode_file
 from .capacity import capacity
 from .config import TrainConfig, config_from_dict
-from .data import ParquetColumns
 from .errors import CheckpointError, ConfigError, TrainingError
 from .evaluate import evaluate
 from .inputs import check_both_classes, check_same_inputs, file_identity
@@ -120,6 +119,8 @@ def train(
             dist.barrier(world)  # rank 0 encodes (and caches) first; the others then load its cache entries
         fitted = Preprocessor(schema, resumed["meta"]["preprocessor"]) if resumed is not None else None
         if config.stream:
+            from .data import ParquetColumns  # pyarrow: a run from the data cache never imports it
+
             pre = fitted
             if pre is None:
                 with PHASES.phase("fit"):
