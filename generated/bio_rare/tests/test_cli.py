@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import os
+import subprocess
+import sys
 from dataclasses import fields
+from pathlib import Path
 
 import numpy as np
 import pyarrow.compute as pc
@@ -64,3 +69,36 @@ def test_without_a_terminal_progress_goes_to_stderr_as_lines(tmp_path, capsys, t
     train(*tiny_files, tmp_path / "run", config_from_dict({"epochs": 1, "batch_size": 512}), tiny_schema)
     err = capsys.readouterr().err  # pytest's capture is not a terminal
     assert "valid mean NE" in err and "\r" not in err
+
+
+OWN_PROCESS = """
+import atexit, gc, json, runpy, sys
+seen = []  # (generation, objects frozen then) of each collection
+def collected(phase, info):
+    if phase == "stop":
+        seen.append((info["generation"], gc.get_freeze_count()))
+gc.callbacks.append(collected)
+report = lambda: print(json.dumps({"frozen": gc.get_freeze_count(), "enabled": gc.isenabled(), "collections": seen}))
+atexit.register(report)  # exit_process runs the exit hooks, then leaves without tearing down
+sys.argv = ["bio_rare", *sys.argv[1:]]
+runpy.run_module("bio_rare", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_a_command_in_its_own_process_freezes_its_imports_and_still_collects(tmp_path, tiny_schema, tiny_files):
+    """``python -m`` gives the command its process: torch and the training modules are imported with the garbage
+    collector paused and frozen out of its passes, which still run for what the run makes. ``main`` called in
+    another process's heap (this test's) freezes nothing."""
+    features = tmp_path / "features.yaml"
+    features.write_text(json.dumps(tiny_schema.to_dict()))  # JSON is YAML
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    args = ["--features", str(features), "train", "--train", str(tiny_files[0]), "--valid", str(tiny_files[1])]
+    args += ["--out", str(tmp_path / "run"), "--quiet", "epochs=1", "batch_size=256", "data_cache=false"]
+    proc = subprocess.run([sys.executable, "-c", OWN_PROCESS, *args], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout.splitlines()[-1])
+    assert report["frozen"] > 50_000 and report["enabled"]  # torch alone makes more than that
+    assert any(frozen > 50_000 for _, frozen in report["collections"])  # collections ran after the freeze
+    before = gc.get_freeze_count()
+    assert main(["--features", str(features), "capacity", "--json"]) == 0
+    assert gc.get_freeze_count() == before

@@ -2,4 +2,4 @@
 
 from .cli import exit_process, main
 
-exit_process(main())
+exit_process(main(own_process=True))
