@@ -120,7 +120,8 @@ def frozen_imports(own_process: bool) -> Iterator[None]:
     Importing torch and the training code makes about 250,000 objects that live as long as the process; the
     collector walks them all in every full collection, during the imports and after (0.1 s each, AMD EPYC).
     ``gc.freeze`` moves them to the permanent generation, so the collections of the command, which still run,
-    see only what it makes itself: 0.15 to 0.2 s less per small `train` process (``process_v0732.md``).
+    see only what it makes itself: 0.1 to 0.2 s less per small `train` process, in ``imports`` and, where a
+    full collection landed there, ``build`` (SMT's ``benchmarks/results/process_v0732.md``).
     Only in a process of its own: a caller's heap (a test calling ``main``) is left as it is.
     """
     if not own_process:
