@@ -217,3 +217,19 @@ def test_superseded_write_times_both_ends_with_a_packages_own_writer(tmp_path):
     assert list(tmp_path.glob("tmp*")) == []  # its scratch directory is gone
     bad = subprocess.run([*args[:3], "--package", str(tmp_path), *args[5:]], capture_output=True, text=True, cwd=REPO)
     assert bad.returncode != 0 and "is not a package of the template" in bad.stderr.strip().splitlines()[-1]
+
+
+def test_import_ab_times_a_packages_train_import_and_lists_what_it_loaded(tmp_path):
+    """`benchmarks.import_ab` imports each package's `train` in fresh interpreters; a fleet package at v0.7.31 or
+    later imports neither pyarrow nor dynamo for it."""
+    out = tmp_path / "imports"
+    package = REPO / "generated" / "adult_income"
+    args = [sys.executable, "-m", "benchmarks.import_ab", "--dirs", str(package), "--repeats", "2", "--out", str(out)]
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    (row,) = json.loads(out.with_suffix(".json").read_text())["rows"]
+    assert len(row["runs"]) == 2 and 0 < row["median_import_s"] < row["median_wall_s"]
+    assert str(row["template"]).startswith("v0.")  # the version its .copier-answers.yml records
+    assert row["loaded"]["pyarrow"] == 0 and row["loaded"]["torch._dynamo"] == 0 and row["loaded"]["numpy"] == 2
+    bad = subprocess.run([*args[:4], str(tmp_path), *args[5:]], capture_output=True, text=True, cwd=REPO)
+    assert bad.returncode != 0 and "is not a package of the template" in bad.stderr.strip().splitlines()[-1]
