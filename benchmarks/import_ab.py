@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from scaffold.speed import machine, template_version
+from scaffold.speed import machine, package_import_name, template_version
 
 WATCHED = ("pyarrow", "torch._dynamo", "yaml", "numpy")
 PROBE = (
@@ -35,15 +35,6 @@ PROBE = (
     "took = time.perf_counter() - t\n"
     "print(took, *[m in sys.modules for m in {watched!r}])\n"
 )
-
-
-def import_name(package: Path) -> str:
-    """The import name of the package directory ``package`` (its one ``src/<name>`` with a ``train.py``)."""
-    src = package / "src"
-    names = [p.name for p in src.iterdir() if (p / "train.py").is_file()] if src.is_dir() else []
-    if len(names) != 1:
-        raise SystemExit(f"{package} is not a package of the template (no src/<name>/train.py)")
-    return names[0]
 
 
 def one_import(package: Path, name: str) -> dict:
@@ -63,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="writes OUT.md and OUT.json")
     args = parser.parse_args(argv)
     packages = [Path(d).resolve() for d in args.dirs.split(",")]
-    names = [import_name(p) for p in packages]
+    names = [package_import_name(p, "train") for p in packages]
     runs: list[list[dict]] = [[] for _ in packages]
     for _ in range(args.repeats):
         for i, (package, name) in enumerate(zip(packages, names)):

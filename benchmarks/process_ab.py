@@ -33,7 +33,7 @@ from pathlib import Path
 
 from scaffold import _git, runner
 from scaffold.package_cli import PackageCLI, mean_ne
-from scaffold.speed import machine, template_version, timed_train
+from scaffold.speed import machine, package_import_name, template_version, timed_train
 
 ROOT = Path(__file__).resolve().parents[1]
 PHASES = ("imports", "read", "fit", "encode", "cache_load", "build", "steps", "evaluate", "checkpoint", "other")
@@ -57,11 +57,8 @@ def checkout(ref: str, package: str, into: Path) -> Path:
 
 def copy_render(render: Path, into: Path) -> Path:
     """A copy of the rendered package ``render`` (its sources, not its runs) at ``into/<import name>``."""
-    names = [p.name for p in (render / "src").iterdir() if (p / "__init__.py").is_file()]
-    if len(names) != 1:
-        raise SystemExit(f"{render} is not a rendered package: expected one package under src/, found {names}")
     ignore = shutil.ignore_patterns("runs", "data", "data-cache", "__pycache__", "run-*")
-    return Path(shutil.copytree(render, into / names[0], ignore=ignore))
+    return Path(shutil.copytree(render, into / package_import_name(render), ignore=ignore))
 
 
 def train_once(subject: Subject, work: Path, overrides: list[str]) -> dict:

@@ -28,17 +28,14 @@ from pathlib import Path
 
 import torch
 
-from scaffold.speed import machine
+from scaffold.speed import machine, package_import_name
 
 
 def load_checkpoint_module(package: Path):
     """The `checkpoint` module of the package at ``package`` (its `src/<name>`), imported from there."""
-    src = package / "src"
-    names = [p.name for p in src.iterdir() if (p / "checkpoint.py").is_file()] if src.is_dir() else []
-    if len(names) != 1:
-        raise SystemExit(f"{package} is not a package of the template (no src/<name>/checkpoint.py)")
+    name = package_import_name(package, "checkpoint")
     sys.path.insert(0, str(package / "src"))
-    module = importlib.import_module(f"{names[0]}.checkpoint")
+    module = importlib.import_module(f"{name}.checkpoint")
     if not hasattr(module.BackgroundWriter, "cancel"):
         raise SystemExit(f"{package} is at a template without BackgroundWriter.cancel (before v0.7.28)")
     return module

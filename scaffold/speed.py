@@ -139,6 +139,18 @@ def template_version(package: Path) -> str | None:
     return None if version is None else str(version)
 
 
+def package_import_name(package: Path, module: str = "__init__") -> str:
+    """The import name of the package directory ``package``: its one ``src/<name>`` holding ``<module>.py``.
+
+    The benchmarks take fleet and rendered packages by directory; one that is not a package of the template
+    stops them with a one-line error."""
+    src = package / "src"
+    names = [p.name for p in src.iterdir() if (p / f"{module}.py").is_file()] if src.is_dir() else []
+    if len(names) != 1:
+        raise SystemExit(f"{package} is not a package of the template (no single src/<name>/{module}.py)")
+    return names[0]
+
+
 def run_measured(args: list[str], cwd: Path, env: dict) -> tuple[str, float]:
     """Run a command; return its stdout and its peak resident memory in MB (its own, via wait4).
 
