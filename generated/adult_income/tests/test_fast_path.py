@@ -8,8 +8,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -78,12 +76,11 @@ print(json.dumps(sorted(module for module in sys.modules if module.startswith("t
 """
 
 
-def test_training_on_cpu_never_imports_dynamo(tmp_path, tiny_schema, tiny_files):
+def test_training_on_cpu_never_imports_dynamo(tmp_path, tiny_schema, tiny_files, fresh_python):
     """torch.optim's optimizers import ``torch._dynamo`` on first use (about 1 s a process); ``eager_optim``'s
     and RowSparseAdam do not, through a run, its checkpoints and its resume."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
     args = [*map(str, tiny_files), str(tmp_path / "run"), json.dumps(tiny_schema.to_dict())]
-    proc = subprocess.run([sys.executable, "-c", NO_DYNAMO, *args], env=env, timeout=300, **CAPTURE)
+    proc = fresh_python("-c", NO_DYNAMO, *args)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.splitlines()[-1]) == []
 
@@ -101,14 +98,13 @@ print(json.dumps([summary["valid"], "read" in summary["phases"], arrow]))
 """
 
 
-def test_a_warm_cache_train_never_imports_pyarrow(tmp_path, tiny_schema, tiny_files):
+def test_a_warm_cache_train_never_imports_pyarrow(tmp_path, tiny_schema, tiny_files, fresh_python):
     """Reading and encoding a file needs pyarrow (about 0.1 s to import); a run whose train and valid files are
     both in the data cache reads neither, and trains the same model."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"), "SMT_DATA_CACHE": str(tmp_path / "c")}
     runs = []
     for run in ("cold", "warm"):
         args = [*map(str, tiny_files), str(tmp_path / run), json.dumps(tiny_schema.to_dict())]
-        proc = subprocess.run([sys.executable, "-c", WARM_CACHE_RUN, *args], env=env, timeout=300, **CAPTURE)
+        proc = fresh_python("-c", WARM_CACHE_RUN, *args, SMT_DATA_CACHE=str(tmp_path / "c"))
         assert proc.returncode == 0, proc.stderr[-2000:]
         runs.append(json.loads(proc.stdout.splitlines()[-1]))
     (cold_valid, cold_read, cold_arrow), (warm_valid, warm_read, warm_arrow) = runs
@@ -500,8 +496,6 @@ def test_train_reports_where_the_process_time_went(tmp_path, tiny_schema, tiny_f
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["phases"] == phases
 
 
-CAPTURE = {"capture_output": True, "text": True}
-
 EXITING = """
 import atexit, pathlib, sys, threading, time
 from concurrent.futures import ThreadPoolExecutor
@@ -519,19 +513,18 @@ exit_process(3)
 """
 
 
-def test_a_command_exits_with_its_code_after_its_threads_and_exit_handlers_and_output(tmp_path):
+def test_a_command_exits_with_its_code_after_its_threads_and_exit_handlers_and_output(tmp_path, fresh_python):
     """``exit_process`` skips the teardown of torch's modules (0.4–0.6 s per command), not what an exit must
     do: a thread still writing finishes, then the ``atexit`` handlers run, and buffered output reaches a pipe.
     A thread pool left open does not hang it (v0.7.12 to v0.7.15 waited forever on its idle workers: every
     ``compile=true`` command hung after its work was done)."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
-    proc = subprocess.run([sys.executable, "-c", EXITING, str(tmp_path)], env=env, timeout=120, **CAPTURE)
+    proc = fresh_python("-c", EXITING, str(tmp_path), timeout=120)
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert proc.stdout == "summary" and (tmp_path / "atexit.txt").read_text() == "written"
 
 
 @pytest.mark.distributed
-def test_torchrun_two_processes_match_one_process(tmp_path, tiny_schema, tiny_files):
+def test_torchrun_two_processes_match_one_process(tmp_path, tiny_schema, tiny_files, fresh_python):
     """gloo, 2 CPU processes, same global batch: the validation NE of one process within 1e-3, also when each
     rank's 128 rows run in micro-batches of 50 (DDP all-reduces after the last one only).
 
@@ -541,17 +534,14 @@ def test_torchrun_two_processes_match_one_process(tmp_path, tiny_schema, tiny_fi
     features.write_text(json.dumps(tiny_schema.to_dict()))
     args = ["--features", str(features), "train", "--train", str(tiny_files[0]), "--valid", str(tiny_files[1])]
     args += ["--quiet", "epochs=2", "batch_size=256", "warmup_steps=5"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
-    package = ["-m", "adult_income", *args]
-    one = subprocess.run([sys.executable, *package, "--out", str(tmp_path / "one")], env=env, **CAPTURE)
+    package, threads = ["-m", "adult_income", *args], {"timeout": None, "OMP_NUM_THREADS": "1"}
+    one = fresh_python(*package, "--out", str(tmp_path / "one"), **threads)
     assert one.returncode == 0, one.stderr[-3000:]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    two = subprocess.run([*torchrun, *package, "--out", str(tmp_path / "two")], env=env, **CAPTURE)
+    torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    two = fresh_python(*torchrun, *package, "--out", str(tmp_path / "two"), **threads)
     assert two.returncode == 0, two.stderr[-3000:]  # the failing rank's traceback and torchrun's summary
     assert json.loads(two.stdout)["steps"] > 0  # one summary: rank 1 prints nothing
-    micro = subprocess.run(
-        [*torchrun, *package, "micro_batch_size=50", "--out", str(tmp_path / "micro")], env=env, **CAPTURE
-    )
+    micro = fresh_python(*torchrun, *package, "micro_batch_size=50", "--out", str(tmp_path / "micro"), **threads)
     assert micro.returncode == 0, micro.stderr[-3000:]
     single = json.loads((tmp_path / "one" / "metrics.json").read_text())
     for run in ("two", "micro"):

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -250,7 +246,7 @@ def test_a_higher_order_operator_is_counted_as_torch_counts_it():
     assert forward_flops(forward) == reference.get_total_flops() == 2 * 4 * 4 * 4
 
 
-def test_counting_flops_and_fitting_a_budget_do_not_start_torch_dynamo():
+def test_counting_flops_and_fitting_a_budget_do_not_start_torch_dynamo(fresh_python):
     """torch's FlopCounterMode imports torch._dynamo on first use (1-2 s of every process that counts)."""
     script = (
         "import dataclasses, sys, torch\n"
@@ -262,8 +258,7 @@ def test_counting_flops_and_fitting_a_budget_do_not_start_torch_dynamo():
         "fit_to_budget(dataclasses.replace(SPEC, flops_budget=int(2 * dense_flops(SPEC, sizes))), sizes)\n"
         "print(before, 'torch._dynamo' in sys.modules)\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    proc = fresh_python("-c", script)
     assert proc.returncode == 0, proc.stderr
     before, after = proc.stdout.split()
     if before == "True":

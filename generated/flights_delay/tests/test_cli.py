@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
-import os
-import subprocess
-import sys
 from dataclasses import fields
-from pathlib import Path
 
 import numpy as np
 import pyarrow.compute as pc
@@ -85,16 +81,17 @@ runpy.run_module("flights_delay", run_name="__main__", alter_sys=True)
 """
 
 
-def test_a_command_in_its_own_process_freezes_its_imports_and_still_collects(tmp_path, tiny_schema, tiny_files):
+def test_a_command_in_its_own_process_freezes_its_imports_and_still_collects(
+    tmp_path, tiny_schema, tiny_files, fresh_python
+):
     """``python -m`` gives the command its process: torch and the training modules are imported with the garbage
     collector paused and frozen out of its passes, which still run for what the run makes. ``main`` called in
     another process's heap (this test's) freezes nothing."""
     features = tmp_path / "features.yaml"
     features.write_text(json.dumps(tiny_schema.to_dict()))  # JSON is YAML
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
     args = ["--features", str(features), "train", "--train", str(tiny_files[0]), "--valid", str(tiny_files[1])]
     args += ["--out", str(tmp_path / "run"), "--quiet", "epochs=1", "batch_size=256", "data_cache=false"]
-    proc = subprocess.run([sys.executable, "-c", OWN_PROCESS, *args], env=env, capture_output=True, text=True)
+    proc = fresh_python("-c", OWN_PROCESS, *args, timeout=None)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout.splitlines()[-1])
     assert report["frozen"] > 50_000 and report["enabled"]  # torch alone makes more than that

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from movielens_like import extensions
@@ -21,6 +26,19 @@ def data_cache(tmp_path_factory):
 
 
 PACKAGE_EXTENSION = getattr(extensions, "extension", None)
+SRC = Path(__file__).parents[1] / "src"
+
+
+@pytest.fixture(scope="session")
+def fresh_python():
+    """``fresh_python(*args, timeout=300, **env)``: ``python *args`` in a fresh interpreter that imports this
+    package from its source tree, with ``env`` added to this session's environment; its output captured as text."""
+
+    def run(*args: str, timeout: float | None = 300, **env: str) -> subprocess.CompletedProcess:
+        environ = {**os.environ, "PYTHONPATH": str(SRC), **env}
+        return subprocess.run([sys.executable, *args], env=environ, timeout=timeout, capture_output=True, text=True)
+
+    return run
 
 
 @pytest.fixture(scope="session", autouse=True)
