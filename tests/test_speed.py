@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -233,3 +234,24 @@ def test_import_ab_times_a_packages_train_import_and_lists_what_it_loaded(tmp_pa
     assert row["loaded"]["pyarrow"] == 0 and row["loaded"]["torch._dynamo"] == 0 and row["loaded"]["numpy"] == 2
     bad = subprocess.run([*args[:4], str(tmp_path), *args[5:]], capture_output=True, text=True, cwd=REPO)
     assert bad.returncode != 0 and "is not a package of the template" in bad.stderr.strip().splitlines()[-1]
+
+
+def test_adam_eps_reads_the_steps_a_packages_embedding_rows_take(tmp_path, template_repo):
+    """`benchmarks.adam_eps` trains a rendered package's first steps and reads its embedding moments: at the tuned
+    batch (512) and below, the scaled ε is the template's 1e-8; above it, the smaller ε takes more of each step."""
+    from scaffold.speed import render_package
+    from scaffold.template import TemplateRepo
+
+    package = render_package(TemplateRepo.find(template_repo), tmp_path / "r", "dcn_v2", SpeedSetup(rows=100, cap=50))
+    out = tmp_path / "eps"
+    args = [sys.executable, "-m", "benchmarks.adam_eps", "--package", str(package), "--rows", "3000"]
+    args += ["--batches", "256,2048", "--steps", "2", "--out", str(out)]
+    env = {**os.environ, "DATA": str(tmp_path / "d")}
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=REPO, env=env)
+    assert proc.returncode == 0, proc.stderr
+    below, above = json.loads((out / "adam_eps.json").read_text())["results"]
+    assert below["scaled_eps"] == 1e-8 and below["scaled"] == below["fixed"]
+    assert above["scaled_eps"] == pytest.approx(1e-8 / 4) and above["scaled"][1] > above["fixed"][1]
+    assert "| 2,048 |" in (out / "adam_eps.md").read_text()
+    bad = subprocess.run([*args[:4], str(tmp_path), *args[5:]], capture_output=True, text=True, cwd=REPO)
+    assert bad.returncode != 0 and "no rendered package there" in bad.stderr.strip().splitlines()[-1]
