@@ -35,7 +35,7 @@ an id occurs ``s`` times as often per step, so its L2 per step grows ``s`` times
 The embedding optimizer's Adam follows the batch too (``embedding_adam``; from template v0.7.35). Its ε (1e-8
 at the tuned batch) falls as 1/s: the loss is a mean over the batch, so a row met once in a step has 1/s of the
 gradient it has at the tuned batch, and Adam's step ``m̂ / (√v̂ + ε)`` ignores that scale except through ε. At
-131,072 the median embedding element took 0.61 of its step with ε = 1e-8 (0.96 at 4,096, SMT's
+131,072 the median embedding element took 0.62 of its step with ε = 1e-8 (0.96 at 4,096, SMT's
 ``benchmarks/results/adam_eps.md``). Its moments average over the same examples: 1 − β1 and 1 − β2 grow ``s``
 times (capped at 1), the momentum part of the square-root scaling rule for Adam (Malladi et al., NeurIPS 2022):
 β = (0.2, 0.992) at 4,096 and (0, 0.744) at 131,072. On the Criteo-shaped set (2 seeds,
