@@ -5,11 +5,12 @@ once in a step shrinks as 1/batch; once it is as small as ε, the element takes 
 step its gradient's sign asks for. This trains the first ``--steps`` steps of a rendered dcn_v2 package (the
 setup of ``benchmarks/gpu_speed.py``) at each batch size with the package's own step and recipe, and after
 each step reads the embedding optimizer's second moments of the rows it touched. It reports, over those
-elements, the quantiles of the fraction taken with the template's ε = 1e-8, and with an ε that follows the
-batch (1e-8 × reference_batch_size / batch above the tuned batch: the gradient of a row met once is that many
-times smaller than at the tuned batch). Both come from the same moments, those of training with 1e-8; it
-moves nothing, it only says how far ε bends the steps. ``benchmarks/results/large_batch_criteo_eps.md`` trains
-with the scaled ε to see what it does to NE.
+elements, the quantiles of the fraction taken with ε = 1e-8, and with an ε that follows the batch (1e-8 ×
+reference_batch_size / batch above the tuned batch: the gradient of a row met once is that many times smaller
+than at the tuned batch). Both come from the same moments, those the package's own recipe trained; it moves
+nothing, it only says how far ε bends the steps. Up to template v0.7.34 the recipe kept ε = 1e-8 and Adam's β
+at every batch (``benchmarks/results/adam_eps.md`` is from such a render); from v0.7.35 it scales both above
+the tuned batch (``large_batch.embedding_adam``; ``benchmarks/results/large_batch_criteo_eps.md`` for NE).
 
     .venv/bin/python -m benchmarks.gpu_speed --render build/gpu      # a package of the current template
     DATA=build/lb/data4m .venv/bin/python -m benchmarks.adam_eps --package build/gpu/speed_dcn_v2 \\
@@ -25,7 +26,7 @@ import os
 import platform
 from pathlib import Path
 
-FIXED_EPS = 1e-8  # Adam's ε of the template's embedding optimizer, at every batch size
+FIXED_EPS = 1e-8  # Adam's ε of the template's embedding optimizer at the tuned batch (at every batch to v0.7.34)
 QUANTILES = (0.1, 0.5, 0.9)
 
 
