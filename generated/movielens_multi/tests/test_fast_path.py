@@ -19,12 +19,9 @@ from movielens_multi.cache import encode_file, entry_dir
 from movielens_multi.checkpoint import BEST, BackgroundWriter, load_trained
 from movielens_multi.config import config_from_dict
 from movielens_multi.errors import CheckpointError, ConfigError
-from movielens_multi.builder import build_model
 from movielens_multi.large_batch import BatchScaling, batch_scaling
-from movielens_multi.model import FeatureSizes
 from movielens_multi.modules.embedding import SparseArch
 from movielens_multi.optim import RowSparseAdam, cow_clip, frequency_decay_scale
-from movielens_multi.optimizers import build_optimizers
 from movielens_multi.spec import SPEC
 from movielens_multi.train import train
 
@@ -44,41 +41,6 @@ def test_row_sparse_adam_equals_sparse_adam():
     for key in ("exp_avg", "exp_avg_sq"):
         assert torch.allclose(opts[0].state[ours.weight][key], opts[1].state[reference.weight][key], atol=1e-7)
     opts[1].load_state_dict(opts[0].state_dict())  # same state layout both ways
-
-
-def test_embedding_steps_do_not_depend_on_the_batch_when_eps_follows_it():
-    """A row's gradient is 1/s times smaller in a batch s times larger (the loss is a mean); with ε ×1/s
-    (``large_batch.py``) RowSparseAdam takes the same steps, and with ε fixed it takes smaller ones."""
-    torch.manual_seed(0)
-    start = torch.randn(30, 4)
-    grads = [torch.randn(8, 4) * 1e-3 for _ in range(5)]  # per-example gradients of 8 rows, 5 steps
-    ids = torch.arange(8) * 3
-
-    def steps(scale: float, eps: float) -> torch.Tensor:
-        weight = torch.nn.Parameter(start.clone())
-        opt = RowSparseAdam([weight], lr=0.05, eps=eps)
-        for grad in grads:
-            weight.grad = torch.sparse_coo_tensor(ids.unsqueeze(0), grad * scale, weight.shape, check_invariants=True)
-            opt.step()
-        return weight.detach() - start
-
-    tuned = steps(1.0, 1e-8)
-    assert torch.allclose(steps(1 / 256, 1e-8 / 256), tuned, rtol=1e-4, atol=1e-9)
-    assert steps(1 / 256, 1e-8).abs().sum() < 0.9 * tuned.abs().sum()  # ε fixed: the rows move less
-
-
-def test_the_embedding_optimizer_follows_the_batch_above_the_tuned_one():
-    sizes = FeatureSizes((30, 20), (12,), 3)
-    tuned = ((0.9, 0.999), 1e-8)
-    for batch, (betas, eps) in ((256, tuned), (512, tuned), (4096, ((0.2, 0.992), 1e-8 / 8))):
-        config = config_from_dict({"batch_size": batch, "reference_batch_size": 512})
-        for sparse in (True, False):  # RowSparseAdam, and Adam where the backend needs dense gradients
-            optimizers = build_optimizers(build_model(SPEC, sizes), config, sparse_gradients=sparse)
-            group = optimizers.embedding.param_groups[0]
-            assert group["eps"] == pytest.approx(eps, rel=1e-12)
-            assert group["betas"] == pytest.approx(betas, rel=1e-12)
-    dense = build_optimizers(build_model(SPEC, sizes), config_from_dict({"batch_size": 4096})).dense
-    assert dense.param_groups[0]["betas"] == (0.9, 0.999) and dense.param_groups[0]["eps"] == 1e-8  # dense: as tuned
 
 
 @pytest.mark.parametrize("name", ["AdamW", "Adam"])
@@ -342,7 +304,7 @@ def test_large_batch_scaling_rules():
     assert rule("none") == BatchScaling(1.0, 1.0, 1.0, 100)
     assert rule("linear") == BatchScaling(4.0, 4.0, 1.0, 100)
     assert rule("sqrt") == BatchScaling(2.0, 2.0, 1.0, 100)
-    assert rule("cowclip") == BatchScaling(2.0, 1.0, 4.0, 25, 4.0)  # warmup and embedding Adam: the same examples
+    assert rule("cowclip") == BatchScaling(2.0, 1.0, 4.0, 25)  # warmup over the same examples
     assert rule("auto") == rule("cowclip")  # the default above the tuned batch
     at_reference = config_from_dict({"batch_size": 512, "reference_batch_size": 512, "warmup_steps": 100})
     assert batch_scaling(at_reference) == BatchScaling(1.0, 1.0, 1.0, 100)  # nothing moves at the tuned batch
@@ -360,13 +322,12 @@ def test_lrs_peak_at_the_critical_batch_while_l2_and_warmup_follow_the_batch():
 
     for above in ("flat", "fall"):  # at and below the critical batch nothing changes
         assert scaling(4096, 4096, above=above) == scaling(4096, 0, above=above)
-        assert scaling(2048, 4096, above=above) == BatchScaling(2.0, 1.0, 4.0, 25, 4.0)
-    # the lr of 4,096; L2, warmup and embedding Adam of 65,536
-    assert scaling(65536, 4096) == BatchScaling(math.sqrt(8), 1.0, 128.0, 1, 128.0)
-    assert scaling(65536, 0) == BatchScaling(math.sqrt(128), 1.0, 128.0, 1, 128.0)  # 0 = no ceiling
+        assert scaling(2048, 4096, above=above) == BatchScaling(2.0, 1.0, 4.0, 25)
+    assert scaling(65536, 4096) == BatchScaling(math.sqrt(8), 1.0, 128.0, 1)  # the lr of 4,096, L2 and warmup of 65,536
+    assert scaling(65536, 0) == BatchScaling(math.sqrt(128), 1.0, 128.0, 1)  # 0 = no ceiling
     assert scaling(65536, 4096, "linear") == BatchScaling(8.0, 8.0, 1.0, 100)
     assert scaling(65536, 4096, "sqrt") == BatchScaling(math.sqrt(8), math.sqrt(8), 1.0, 100)
-    assert scaling(65536, 256) == BatchScaling(1.0, 1.0, 128.0, 1, 128.0)  # a ceiling below the tuned batch: lrs ×1
+    assert scaling(65536, 256) == BatchScaling(1.0, 1.0, 128.0, 1)  # a ceiling below the tuned batch never shrinks
     with pytest.raises(ConfigError, match="critical_batch_size must be >= 0"):
         config_from_dict({"critical_batch_size": -1})
 
@@ -380,7 +341,7 @@ def test_lrs_fall_above_the_critical_batch_by_the_surge_curve():
     peak = math.sqrt(8)  # the dense lr multiplier at 4,096
     assert scaling(4096).dense_lr == peak
     assert scaling(16384).dense_lr == pytest.approx(peak * 2 / (0.5 + 2))  # 4x the critical batch: x0.8
-    assert scaling(65536) == BatchScaling(pytest.approx(peak * 2 / (0.25 + 4)), 1.0, 128.0, 1, 128.0)  # 16x: x0.47
+    assert scaling(65536) == BatchScaling(pytest.approx(peak * 2 / (0.25 + 4)), 1.0, 128.0, 1)  # 16x: x0.47
     falls = [scaling(b).dense_lr for b in (4096, 8192, 16384, 65536, 131072, 1 << 20)]
     assert falls == sorted(falls, reverse=True)  # it only falls, and stays positive
     assert falls[-1] > 0

@@ -3,17 +3,15 @@
 The lrs, the embedding L2 and the warmup were tuned at ``reference_batch_size``; at a batch ``s`` times larger
 the training option ``lr_scaling`` picks a rule:
 
-==========  ==============  ================  ===============  ================  =======================
-rule        dense lr        embedding lr      embedding L2     embedding Adam    warmup
-==========  ==============  ================  ===============  ================  =======================
-none        ×1              ×1                ×1               as tuned          ``warmup_steps`` steps
-linear      ×s              ×s                ×1               as tuned          ``warmup_steps`` steps
-sqrt        ×√s             ×√s               ×1               as tuned          ``warmup_steps`` steps
-cowclip     ×√s             ×1                ×s               ε ×1/s, 1−β ×s    ``warmup_steps`` / s
+==========  ==============  ================  ===============  ======================================
+rule        dense lr        embedding lr      embedding L2     warmup
+==========  ==============  ================  ===============  ======================================
+none        ×1              ×1                ×1               ``warmup_steps`` steps
+linear      ×s              ×s                ×1               ``warmup_steps`` steps
+sqrt        ×√s             ×√s               ×1               ``warmup_steps`` steps
+cowclip     ×√s             ×1                ×s               the same examples: ``warmup_steps`` / s
 auto        ``cowclip`` when s > 1, else ``none`` (the default: nothing moves at or below the tuned batch)
-==========  ==============  ================  ===============  ================  =======================
-
-``cowclip``'s warmup covers the same examples as at the tuned batch.
+==========  ==============  ================  ===============  ======================================
 
 At ``critical_batch_size`` the lrs peak. Above it they fall again (training option ``lr_above_critical``,
 default ``fall``): each lr is its value at the critical batch times ``2 / (√(c/b) + √(b/c))``, 1 at the critical
@@ -32,15 +30,10 @@ column-wise clipping of embedding gradients (training option ``embedding_clip``,
 id's gradient grows with how often it occurs in the batch, not with the batch, so the embedding lr stays;
 an id occurs ``s`` times as often per step, so its L2 per step grows ``s`` times.
 
-The embedding optimizer's Adam follows the batch too (``embedding_adam``; from template v0.7.35). Its ε (1e-8
-at the tuned batch) falls as 1/s: the loss is a mean over the batch, so a row met once in a step has 1/s of the
-gradient it has at the tuned batch, and Adam's step ``m̂ / (√v̂ + ε)`` ignores that scale except through ε. At
-131,072 the median embedding element took 0.62 of its step with ε = 1e-8 (0.96 at 4,096, SMT's
-``benchmarks/results/adam_eps.md``). Its moments average over the same examples: 1 − β1 and 1 − β2 grow ``s``
-times (capped at 1), the momentum part of the square-root scaling rule for Adam (Malladi et al., NeurIPS 2022):
-β = (0.2, 0.992) at 4,096 and (0, 0.744) at 131,072. On the Criteo-shaped set (2 seeds,
-``large_batch_criteo_eps.md``) valid NE moved −0.21% and −0.16% at 4,096 and −0.35% and −0.26% at 131,072
-against the recipe before; ε alone moved it +0.03% at 4,096 and −0.10%, +0.02% at 131,072.
+The embedding optimizer keeps Adam's β and ε (1e-8) at every batch. Templates v0.7.35 and v0.7.36 scaled them
+above the tuned batch (ε ×1/s, 1 − β ×s). That helped at 4,096, 16,384 and 131,072, but cost +0.23% valid NE
+at 65,536 on the Criteo-shaped set, where this recipe had been within 0.1% of 4,096. v0.7.37 took it back
+(SMT's ``benchmarks/results/large_batch_criteo_eps.md``).
 """
 
 from __future__ import annotations
@@ -59,7 +52,6 @@ class BatchScaling:
     embedding_lr: float
     embedding_decay: float
     warmup_steps: int
-    embedding_adam: float = 1.0  # s: the embedding optimizer's ε ×1/s and 1 − β ×s (see ``embedding_adam``)
 
 
 def batch_scaling(config: TrainConfig) -> BatchScaling:
@@ -67,10 +59,10 @@ def batch_scaling(config: TrainConfig) -> BatchScaling:
 
     >>> from .config import config_from_dict
     >>> batch_scaling(config_from_dict({"batch_size": 2048, "lr_scaling": "cowclip", "warmup_steps": 100}))
-    BatchScaling(dense_lr=2.0, embedding_lr=1.0, embedding_decay=4.0, warmup_steps=25, embedding_adam=4.0)
+    BatchScaling(dense_lr=2.0, embedding_lr=1.0, embedding_decay=4.0, warmup_steps=25)
     >>> flat = {"batch_size": 65536, "critical_batch_size": 8192, "lr_above_critical": "flat", "warmup_steps": 100}
     >>> batch_scaling(config_from_dict(flat))
-    BatchScaling(dense_lr=4.0, embedding_lr=1.0, embedding_decay=128.0, warmup_steps=1, embedding_adam=128.0)
+    BatchScaling(dense_lr=4.0, embedding_lr=1.0, embedding_decay=128.0, warmup_steps=1)
     >>> round(batch_scaling(config_from_dict({**flat, "lr_above_critical": "fall"})).dense_lr, 4)  # 4 x 0.629
     2.5142
     """
@@ -91,7 +83,7 @@ def batch_scaling(config: TrainConfig) -> BatchScaling:
         return BatchScaling(math.sqrt(lr_s) * fall, math.sqrt(lr_s) * fall, 1.0, config.warmup_steps)
     if rule == "cowclip":
         warmup = math.ceil(config.warmup_steps / s) if config.warmup_steps else 0
-        return BatchScaling(math.sqrt(lr_s) * fall, 1.0, s, warmup, s)
+        return BatchScaling(math.sqrt(lr_s) * fall, 1.0, s, warmup)
     return BatchScaling(1.0, 1.0, 1.0, config.warmup_steps)
 
 
@@ -105,16 +97,3 @@ def surge_factor(ratio: float) -> float:
     """
     root = math.sqrt(ratio)
     return 2.0 / (1.0 / root + root)
-
-
-def embedding_adam(scale: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
-    """The embedding optimizer's ``(betas, eps)`` at ``BatchScaling.embedding_adam`` = ``scale``: ε / scale and
-    each 1 − β times scale, capped at 1 (β ≥ 0), so that the moments average over the same examples.
-
-    >>> embedding_adam(1.0)
-    ((0.9, 0.999), 1e-08)
-    >>> [round(b, 4) for b in embedding_adam(256.0)[0]], embedding_adam(256.0)[1]
-    ([0.0, 0.744], 3.90625e-11)
-    """
-    scaled = tuple(max(0.0, 1.0 - scale * (1.0 - beta)) for beta in betas)
-    return (betas, eps) if scale == 1.0 else (scaled, eps / scale)

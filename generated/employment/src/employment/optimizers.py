@@ -15,7 +15,7 @@ import torch
 from . import eager_optim
 from .config import TrainConfig
 from .errors import ConfigError
-from .large_batch import batch_scaling, embedding_adam
+from .large_batch import batch_scaling
 from .model import RankingModel
 from .optim import RowSparseAdam
 
@@ -36,17 +36,13 @@ def build_optimizers(model: RankingModel, config: TrainConfig, sparse_gradients:
     embedding_opt = None
     if embedding:
         by_frequency = config.embedding_decay_scaling == "frequency"
-        scaling = batch_scaling(config)
         # Frequency-scaled decay sums to ~log(count) per row whatever the batch size: no batch-size rule.
-        decay = config.embedding_weight_decay * (1.0 if by_frequency else scaling.embedding_decay)
-        betas, eps = embedding_adam(scaling.embedding_adam)  # Adam's own defaults at the tuned batch
+        decay = config.embedding_weight_decay * (1.0 if by_frequency else batch_scaling(config).embedding_decay)
         masks = model.embedding_decay_masks(multi_hot=config.embedding_decay_multi_hot)
         if sparse_gradients:
             embedding_opt = RowSparseAdam(
                 embedding,
                 lr=config.embedding_lr,
-                betas=betas,
-                eps=eps,
                 weight_decay=decay,
                 decay_masks=masks,
                 clip_ratio=config.embedding_clip,
@@ -62,7 +58,7 @@ def build_optimizers(model: RankingModel, config: TrainConfig, sparse_gradients:
                         f"training option {option} needs sparse embedding gradients, which the nccl backend "
                         f"cannot all-reduce; set {off} or train under gloo"
                     )
-            embedding_opt = eager_optim.Adam(embedding, lr=config.embedding_lr, betas=betas, eps=eps)
+            embedding_opt = eager_optim.Adam(embedding, lr=config.embedding_lr)
             if decay:
                 for param in embedding:  # coupled L2, as Adam's weight_decay, through the mask where there is one
                     mask = masks.get(param)
