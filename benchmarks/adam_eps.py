@@ -8,9 +8,9 @@ each step reads the embedding optimizer's second moments of the rows it touched.
 elements, the quantiles of the fraction taken with ε = 1e-8, and with an ε that follows the batch (1e-8 ×
 reference_batch_size / batch above the tuned batch: the gradient of a row met once is that many times smaller
 than at the tuned batch). Both come from the same moments, those the package's own recipe trained; it moves
-nothing, it only says how far ε bends the steps. Up to template v0.7.34 the recipe kept ε = 1e-8 and Adam's β
-at every batch (``benchmarks/results/adam_eps.md`` is from such a render); from v0.7.35 it scales both above
-the tuned batch (``large_batch.embedding_adam``; ``benchmarks/results/large_batch_criteo_eps.md`` for NE).
+nothing, it only says how far ε bends the steps. The template's recipe keeps ε = 1e-8 and Adam's β at every
+batch (``benchmarks/results/adam_eps.md`` is from a v0.7.34 render); templates v0.7.35 and v0.7.36 scaled both
+above the tuned batch, and v0.7.37 took that back (``benchmarks/results/large_batch_criteo_eps.md``).
 
     .venv/bin/python -m benchmarks.gpu_speed --render build/gpu      # a package of the current template
     DATA=build/lb/data4m .venv/bin/python -m benchmarks.adam_eps --package build/gpu/speed_dcn_v2 \\
@@ -26,7 +26,7 @@ import os
 import platform
 from pathlib import Path
 
-FIXED_EPS = 1e-8  # Adam's ε of the template's embedding optimizer at the tuned batch (at every batch to v0.7.34)
+FIXED_EPS = 1e-8  # Adam's ε of the template's embedding optimizer (scaled above the tuned batch in v0.7.35-36 only)
 QUANTILES = (0.1, 0.5, 0.9)
 
 
