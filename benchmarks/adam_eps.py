@@ -53,13 +53,13 @@ def measure(loaded: tuple, batch: int, steps: int, work: Path) -> dict:
     ``loaded``: what ``gpu_speed.load_for_steps`` gives (the package's modules, encoded data, feature sizes)."""
     import torch
 
-    mod, encoded, sizes = loaded
-    config = mod["config"].config_from_dict({"batch_size": batch, "device": "cpu", "seed": 0})
+    from benchmarks.gpu_speed import step_run
+
+    mod, encoded, _ = loaded
     torch.manual_seed(0)
-    model = mod["builder"].build_model(mod["spec"].SPEC, sizes)
-    run = mod["train"]._Run(config, {}, work, model)
+    run = step_run(loaded, {"batch_size": batch, "device": "cpu", "seed": 0}, work)
     staged = mod["train"].stage_on_device(encoded, run.device)
-    scaled_eps = FIXED_EPS * min(1.0, config.reference_batch_size / batch)
+    scaled_eps = FIXED_EPS * min(1.0, run.config.reference_batch_size / batch)
     fixed, scaled = [], []
     generator = torch.Generator().manual_seed(0)
     for _ in range(steps):
@@ -103,13 +103,11 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"--package {package}: no rendered package there; render one with gpu_speed --render")
     import torch
 
-    from benchmarks.gpu_speed import SETUP, _has_rows, load_for_steps
+    from benchmarks.gpu_speed import ensure_dataset, load_for_steps
     from scaffold.scratch import scratch_dir
-    from scaffold.speed import SpeedSetup, make_dataset
 
     data = Path(os.environ.get("DATA") or out / "data")
-    if not _has_rows(data / "train.parquet", args.rows):
-        make_dataset(data, SpeedSetup(rows=args.rows, **SETUP))
+    ensure_dataset(data, args.rows)
     loaded = load_for_steps(package, data)
     results = []
     for batch in [int(b) for b in args.batches.split(",")]:

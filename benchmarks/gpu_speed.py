@@ -100,6 +100,24 @@ def load_for_steps(package: Path, data: Path) -> tuple[dict, object, object]:
     return mod, encoded, mod["model"].FeatureSizes(tuple(sparse), tuple(multi), schema.dense_width)
 
 
+def step_run(loaded: tuple, options: dict, work: Path):
+    """A fresh model of the package ``loaded`` (what ``load_for_steps`` gives) and its training run at the training
+    ``options``: what a benchmark of the bare step drives with ``run._step``. ``work``: the run's output folder.
+    Seed torch before it for a seeded model."""
+    mod, _, sizes = loaded
+    config = mod["config"].config_from_dict(options)
+    return mod["train"]._Run(config, {}, work, mod["builder"].build_model(mod["spec"].SPEC, sizes))
+
+
+def ensure_dataset(data: Path, rows: int) -> None:
+    """The Criteo-shaped set of ``SETUP`` with ``rows`` train rows in ``data``, made unless it is already there:
+    a rewrite would change the files, and so miss the encoded-data cache."""
+    from scaffold.speed import SpeedSetup, make_dataset
+
+    if not _has_rows(data / "train.parquet", rows):
+        make_dataset(data, SpeedSetup(rows=rows, **SETUP))
+
+
 def step_rate(
     package: Path, data: Path, batch: int, compiled: bool, work: Path, steps: int = 20, show_ops: bool = False
 ) -> dict:
@@ -107,10 +125,9 @@ def step_rate(
     an empty folder, the run's output folder (a step writes nothing there)."""
     import torch
 
-    mod, encoded, sizes = load_for_steps(package, data)
-    config = mod["config"].config_from_dict({"batch_size": batch, "device": DEVICE, "compile": compiled})
-    model = mod["builder"].build_model(mod["spec"].SPEC, sizes)
-    run = mod["train"]._Run(config, {}, work, model)
+    loaded = load_for_steps(package, data)
+    mod, encoded, _ = loaded
+    run = step_run(loaded, {"batch_size": batch, "device": DEVICE, "compile": compiled}, work)
     gpu = mod["train"].stage_on_device(encoded, run.device)
     warmup = 10 if compiled else 5
     batches = [gpu.rows(torch.randint(0, len(gpu), (batch,), device=run.device)) for _ in range(steps + warmup)]
@@ -363,8 +380,6 @@ def main() -> None:
         return
     import torch
 
-    from scaffold.speed import SpeedSetup, make_dataset
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = Path(os.environ.get("DATA") or out / "data")
@@ -376,8 +391,7 @@ def main() -> None:
             step_rate(package, data, args.step_only, args.compiled, work, show_ops=not args.compiled)
         return
     started = time.perf_counter()
-    if not _has_rows(data / "train.parquet", args.rows):  # a rewrite would change the files: a cache miss
-        make_dataset(data, SpeedSetup(rows=args.rows, **SETUP))
+    ensure_dataset(data, args.rows)
     gpu = torch.cuda.is_available()
     payload = {"device": torch.cuda.get_device_name(0) if gpu else "cpu", "torch": torch.__version__, "setup": SETUP}
     payload.update(rows=args.rows, data_seconds=round(time.perf_counter() - started, 1), runs=[], steps=[])

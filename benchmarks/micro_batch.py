@@ -113,9 +113,10 @@ def _step_rate(mod: dict, encoded, sizes, batch: int, micro: int, repeat: int, s
     about ``samples`` samples of random batches drawn with seed ``repeat``, after one warm-up step."""
     import torch
 
+    from benchmarks.gpu_speed import step_run
+
     torch.manual_seed(0)
-    config = mod["config"].config_from_dict({"batch_size": batch, "device": "cpu", "micro_batch_size": micro})
-    run = mod["train"]._Run(config, {}, work, mod["builder"].build_model(mod["spec"].SPEC, sizes))
+    run = step_run((mod, encoded, sizes), {"batch_size": batch, "device": "cpu", "micro_batch_size": micro}, work)
     steps = max(2, samples // batch)
     generator = torch.Generator().manual_seed(repeat)
     batches = [encoded.rows(torch.randint(0, len(encoded), (batch,), generator=generator)) for _ in range(steps + 1)]
