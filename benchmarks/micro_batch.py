@@ -25,7 +25,7 @@ from pathlib import Path
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--package", type=Path, required=True, help="a rendered dcn_v2 package (gpu_speed --render)")
-    parser.add_argument("--data", type=Path, required=True, help="folder of the Criteo-shaped set (made if missing)")
+    parser.add_argument("--data", type=Path, required=True, help="Criteo-shaped set (made unless it has --rows)")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--batches", default="16384,32768,131072")
     parser.add_argument("--micros", default="0,4096,8192,16384", help="micro-batch rows; 0 = the whole batch")
@@ -37,12 +37,11 @@ def main() -> None:
 
     import torch
 
-    from benchmarks.gpu_speed import SETUP, load_for_steps
+    from benchmarks.gpu_speed import ensure_dataset, load_for_steps
     from scaffold.scratch import scratch_dir
-    from scaffold.speed import SpeedSetup, machine, make_dataset, template_version
+    from scaffold.speed import machine, template_version
 
-    if not (args.data / "train.parquet").is_file():
-        make_dataset(args.data, SpeedSetup(rows=args.rows, **SETUP))
+    ensure_dataset(args.data, args.rows)
     mod, encoded, sizes = load_for_steps(args.package.resolve(), args.data)
     cpu = torch.device("cpu")
 
@@ -86,26 +85,33 @@ def main() -> None:
         "samples_per_configuration": args.samples,
         "results": rows,
     }
-    lines = [
-        f"Machine: {payload['machine']}. Template: {payload['template'] or 'not recorded'}. "
-        f"Data: {len(encoded):,} Criteo-shaped rows; train step alone (forward, "
-        f"backward, both optimizers, weight averaging) on random batches of them; median of {args.repeats} "
-        f"interleaved repeats of about {args.samples:,} samples each.",
-        "",
-        "| batch | micro-batch | auto | samples/s | vs one pass | vs batch " f"{args.reference:,} | repeats |",
-        "|---:|---:|:---:|---:|---:|---:|---|",
-    ]
-    for r in rows:
-        micro = "one pass" if r["micro_batch_size"] == r["batch_size"] else f"{r['micro_batch_size']:,}"
-        lines.append(
-            f"| {r['batch_size']:,} | {micro} | {'yes' if r['auto'] else ''} | {r['samples_per_second']:,} | "
-            f"{r['vs_one_pass']:.2f}× | {r['vs_reference']:.2f}× | {', '.join(f'{t:,}' for t in r['all'])} |"
-        )
-    text = "\n".join(lines) + "\n"
+    text = report(payload)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(text)
+
+
+def report(payload: dict) -> str:
+    """The Markdown table of a run's ``payload``. "vs one pass" is "–" where the batch was not also timed in one
+    pass (``--micros`` without 0)."""
+    lines = [
+        f"Machine: {payload['machine']}. Template: {payload['template'] or 'not recorded'}. "
+        f"Data: {payload['rows']:,} Criteo-shaped rows; train step alone (forward, "
+        f"backward, both optimizers, weight averaging) on random batches of them; median of {payload['repeats']} "
+        f"interleaved repeats of about {payload['samples_per_configuration']:,} samples each.",
+        "",
+        f"| batch | micro-batch | auto | samples/s | vs one pass | vs batch {payload['reference_batch']:,} | repeats |",
+        "|---:|---:|:---:|---:|---:|---:|---|",
+    ]
+    for r in payload["results"]:
+        micro = "one pass" if r["micro_batch_size"] == r["batch_size"] else f"{r['micro_batch_size']:,}"
+        one_pass = "–" if r["vs_one_pass"] is None else f"{r['vs_one_pass']:.2f}×"
+        lines.append(
+            f"| {r['batch_size']:,} | {micro} | {'yes' if r['auto'] else ''} | {r['samples_per_second']:,} | "
+            f"{one_pass} | {r['vs_reference']:.2f}× | {', '.join(f'{t:,}' for t in r['all'])} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _step_rate(mod: dict, encoded, sizes, batch: int, micro: int, repeat: int, samples: int, work: Path) -> float:

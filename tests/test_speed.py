@@ -255,3 +255,19 @@ def test_adam_eps_reads_the_steps_a_packages_embedding_rows_take(tmp_path, templ
     assert "| 2,048 |" in (out / "adam_eps.md").read_text()
     bad = subprocess.run([*args[:4], str(tmp_path), *args[5:]], capture_output=True, text=True, cwd=REPO)
     assert bad.returncode != 0 and "no rendered package there" in bad.stderr.strip().splitlines()[-1]
+
+
+def test_micro_batch_report_reads_its_results_file_and_a_batch_never_timed_in_one_pass():
+    """`benchmarks.micro_batch.report` gives the committed table from its JSON, and "–" for "vs one pass" where
+    ``--micros`` lacked 0 (it used to fail formatting None)."""
+    from benchmarks.micro_batch import report
+
+    results = REPO / "benchmarks" / "results"
+    payload = json.loads((results / "micro_batch_cpu.json").read_text())
+    committed = (results / "micro_batch_cpu.md").read_text()
+    rows = [line for line in report(payload).splitlines() if line.startswith("| ")]
+    assert len(rows) == len(payload["results"]) + 1 and all(row in committed for row in rows)
+    split = [r for r in payload["results"] if r["micro_batch_size"] != r["batch_size"]][0]
+    only = {**payload, "results": [{**split, "vs_one_pass": None}]}
+    line = report(only).splitlines()[-1]
+    assert line.startswith(f"| {split['batch_size']:,} | {split['micro_batch_size']:,} |") and "| – |" in line
