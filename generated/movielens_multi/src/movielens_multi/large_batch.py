@@ -25,6 +25,13 @@ Li et al. 2024 ("Surge Phenomenon in Optimal Learning Rate and Batch Size Scalin
 +0.05% at 65,536 with the fall (dense lr 0.0027) against +0.42% flat (0.0057), and +0.90% at 131,072 (0.0019)
 against +1.30%; with the uncapped √s lr (0.023) 65,536 was +1.9%.
 
+What is left at 131,072 there is the number of steps, not the recipe. The second epoch overfits at every batch
+on that set, so a run learns from its first epoch: 31 steps at 131,072 on 4M rows. With the same recipe and more
+rows, so more steps an epoch, 131,072 against 4,096 on the same rows (2 seeds each) was +0.22% with 8M rows (62
+steps) and +0.01% and +0.06% with 16M rows (122 steps; SMT's ``benchmarks/results/large_batch_criteo_16m.md``).
+A large batch keeps NE where an epoch still has on the order of a hundred steps; with fewer, a smaller batch is
+the better choice.
+
 ``cowclip`` is the scaling rule of CowClip (Zheng et al., AAAI 2023), meant to go with its adaptive
 column-wise clipping of embedding gradients (training option ``embedding_clip``, see ``optim.cow_clip``): an
 id's gradient grows with how often it occurs in the batch, not with the batch, so the embedding lr stays;
