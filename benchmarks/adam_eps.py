@@ -26,6 +26,8 @@ import os
 import platform
 from pathlib import Path
 
+from benchmarks.results_files import write_results
+
 FIXED_EPS = 1e-8  # Adam's ε of the template's embedding optimizer (scaled above the tuned batch in v0.7.35-36 only)
 QUANTILES = (0.1, 0.5, 0.9)
 
@@ -78,15 +80,14 @@ def measure(loaded: tuple, batch: int, steps: int, work: Path) -> dict:
 
 
 def write(payload: dict, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "adam_eps.json").write_text(json.dumps(payload, indent=2) + "\n")
+    """``out/adam_eps.json`` and ``out/adam_eps.md``; prints the table."""
     head = "| batch | scaled ε | step taken, ε = 1e-8 (p10 / median / p90) | step taken, scaled ε (p10 / median / p90) "
     head += "|"
     lines = [f"# {payload['title']}", "", payload["setup"], "", head, "|---:|---:|---|---|"]
     for r in payload["results"]:
         fixed, scaled = " / ".join(map(str, r["fixed"])), " / ".join(map(str, r["scaled"]))
         lines.append(f"| {r['batch_size']:,} | {r['scaled_eps']:.3g} | {fixed} | {scaled} |")
-    (out / "adam_eps.md").write_text("\n".join(lines) + "\n")
+    write_results(out / "adam_eps", payload, "\n".join(lines) + "\n")
     print("\n".join(lines[4:]))
 
 

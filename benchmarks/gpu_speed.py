@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.results_files import write_results
+
 SETUP = {"cap": 1_000_000, "embedding_dim": 16, "mlp": (512, 256), "dcn_rank": 64, "dcn_layers": 2}
 PHASES = ("startup", "imports", "read", "fit", "encode", "cache_write", "cache_load", "stage", "build", "steps")
 PHASES += ("evaluate", "checkpoint", "other")
@@ -334,9 +336,8 @@ def _load_payload(path: Path) -> dict:
 
 def write(payload: dict, out: Path) -> None:
     """``out/gpu_speed.json`` and ``out/gpu_speed.md``; prints the report."""
-    (out / "gpu_speed.json").write_text(json.dumps(payload, indent=2) + "\n")
     text = report(payload)
-    (out / "gpu_speed.md").write_text(text)
+    write_results(out / "gpu_speed", payload, text)
     print(text, flush=True)
 
 

@@ -17,7 +17,6 @@ from exec to exit, and which of the heavy optional modules ended up loaded.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -25,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.results_files import write_results
 from scaffold.speed import machine, package_import_name, template_version
 
 WATCHED = ("pyarrow", "torch._dynamo", "yaml", "numpy")
@@ -89,10 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["", "The module columns count the repeats whose process had that module loaded after the import."]
     text = "\n".join(lines) + "\n"
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".md").write_text(text)
     report = {"machine": machine(), "repeats": args.repeats, "watched": list(WATCHED), "rows": rows}
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    write_results(args.out, report, text)
     return 0
 
 

@@ -28,6 +28,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks.results_files import write_results
 from scaffold.package_cli import PackageCLI, mean_ne
 
 RECIPES = {
@@ -121,11 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(header + "\n" + markdown)
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".md").write_text(f"{header}\n{markdown}\n")
         payload = {"package": package.name, "data": data.name, "seeds": seeds, "rows": rows, "runs": runs}
-        out.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
+        write_results(args.out, payload, f"{header}\n{markdown}\n")
     return 0
 
 

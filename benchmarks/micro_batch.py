@@ -21,6 +21,8 @@ import statistics
 import time
 from pathlib import Path
 
+from benchmarks.results_files import write_results
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -87,9 +89,7 @@ def main() -> None:
     }
     text = report(payload)
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(text)
+    write_results(args.out, payload, text)
 
 
 def report(payload: dict) -> str:

@@ -31,6 +31,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.results_files import write_results
 from scaffold import _git, runner
 from scaffold.package_cli import PackageCLI, mean_ne
 from scaffold.speed import machine, package_import_name, template_version, timed_train
@@ -149,9 +150,7 @@ def main() -> None:
     payload = {"machine": machine(), "repeats": args.repeats, "overrides": overrides, "results": rows}
     text = report(payload)
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(text)
+    write_results(args.out, payload, text)
 
 
 def report(payload: dict) -> str:

@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.results_files import write_results
 from scaffold.package_cli import PackageCLI, mean_ne
 from scaffold.scratch import scratch_dir
 
@@ -84,10 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(header + "\n" + "\n".join(lines))
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".md").write_text(header + "\n" + "\n".join(lines) + "\n")
-        out.with_suffix(".json").write_text(json.dumps({"rows": rows, "runs": runs}, indent=2) + "\n")
+        write_results(args.out, {"rows": rows, "runs": runs}, header + "\n" + "\n".join(lines) + "\n")
     return 0
 
 

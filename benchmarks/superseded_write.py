@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import statistics
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.results_files import write_results
 from scaffold.speed import machine, package_import_name
 
 
@@ -110,9 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["", f"Snapshot copy on the training thread (both): {report['median_snapshot_s']:.3f} s (median)."]
     text = "\n".join(lines) + "\n"
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".md").write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    write_results(args.out, report, text)
     return 0
 
 
