@@ -44,7 +44,8 @@ def main() -> None:
     from scaffold.speed import machine, template_version
 
     ensure_dataset(args.data, args.rows)
-    mod, encoded, sizes = load_for_steps(args.package.resolve(), args.data)
+    loaded = load_for_steps(args.package.resolve(), args.data)
+    mod, encoded, _ = loaded
     cpu = torch.device("cpu")
 
     configs = [(args.reference, args.reference)]
@@ -55,7 +56,7 @@ def main() -> None:
     with scratch_dir("microbatch") as work:  # _Run makes its output folder; a step writes nothing there
         for repeat in range(args.repeats):
             for batch, micro in configs:
-                rate = _step_rate(mod, encoded, sizes, batch, micro, repeat, args.samples, work)
+                rate = _step_rate(loaded, batch, micro, repeat, args.samples, work)
                 timings[(batch, micro)].append(rate)
                 line = {"repeat": repeat, "batch": batch, "micro": micro, "samples_per_second": round(rate)}
                 print(json.dumps(line), flush=True)
@@ -114,15 +115,17 @@ def report(payload: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _step_rate(mod: dict, encoded, sizes, batch: int, micro: int, repeat: int, samples: int, work: Path) -> float:
+def _step_rate(loaded: tuple, batch: int, micro: int, repeat: int, samples: int, work: Path) -> float:
     """Samples/s of a fresh model's (seed 0) CPU train step at ``batch`` in micro-batches of ``micro`` rows, over
-    about ``samples`` samples of random batches drawn with seed ``repeat``, after one warm-up step."""
+    about ``samples`` samples of random batches drawn with seed ``repeat``, after one warm-up step. ``loaded``:
+    what ``gpu_speed.load_for_steps`` gives."""
     import torch
 
     from benchmarks.gpu_speed import step_run
 
+    encoded = loaded[1]
     torch.manual_seed(0)
-    run = step_run((mod, encoded, sizes), {"batch_size": batch, "device": "cpu", "micro_batch_size": micro}, work)
+    run = step_run(loaded, {"batch_size": batch, "device": "cpu", "micro_batch_size": micro}, work)
     steps = max(2, samples // batch)
     generator = torch.Generator().manual_seed(repeat)
     batches = [encoded.rows(torch.randint(0, len(encoded), (batch,), generator=generator)) for _ in range(steps + 1)]
