@@ -26,11 +26,13 @@ from employment.spec import SPEC
 from employment.train import train
 
 
-def test_row_sparse_adam_equals_sparse_adam():
+@pytest.mark.parametrize("betas", [(0.9, 0.999), (0.0, 0.99)])  # Adam's defaults; no momentum (embedding_beta1=0)
+def test_row_sparse_adam_equals_sparse_adam(betas):
     torch.manual_seed(0)
     ours, reference = torch.nn.Embedding(50, 4, sparse=True), torch.nn.Embedding(50, 4, sparse=True)
     reference.load_state_dict(ours.state_dict())
-    opts = [RowSparseAdam(ours.parameters(), lr=0.05), torch.optim.SparseAdam(reference.parameters(), lr=0.05)]
+    opts = [RowSparseAdam(ours.parameters(), lr=0.05, betas=betas)]
+    opts.append(torch.optim.SparseAdam(reference.parameters(), lr=0.05, betas=betas))
     for _ in range(6):
         ids = torch.randint(0, 20, (64,))  # duplicates, and rows 20.. never touched
         for table, opt in zip((ours, reference), opts):
@@ -204,6 +206,23 @@ def test_embedding_decay_can_leave_multi_hot_bags_alone():
             assert bool(moved_bag[1:4].all()) if multi_hot else not moved_bag.any()
     with pytest.raises(ConfigError, match="embedding_decay_multi_hot"):
         config_from_dict({"embedding_decay_multi_hot": "no"})
+
+
+def test_embedding_betas_reach_the_embedding_optimizer_and_default_to_adams():
+    from employment.config import TrainConfig
+    from employment.model import FeatureSizes, RankingModel
+    from employment.optimizers import build_optimizers
+
+    for sparse_gradients in (True, False):
+        model = RankingModel(SPEC, FeatureSizes((6,), (), 0))
+        default = build_optimizers(model, TrainConfig(), sparse_gradients)
+        assert default.embedding.param_groups[0]["betas"] == (0.9, 0.999)  # torch's Adam's, as before the option
+        chosen = build_optimizers(model, TrainConfig(embedding_beta1=0.0, embedding_beta2=0.99), sparse_gradients)
+        assert chosen.embedding.param_groups[0]["betas"] == (0.0, 0.99)
+        assert chosen.dense.param_groups[0]["betas"] == default.dense.param_groups[0]["betas"]  # dense: untouched
+    for key, bad in (("embedding_beta1", 1.0), ("embedding_beta2", -0.1)):
+        with pytest.raises(ConfigError, match=f"{key} must be in"):
+            config_from_dict({key: bad})
 
 
 def test_fused_table_serves_every_feature_from_its_own_rows():

@@ -62,6 +62,14 @@ class TrainConfig:
         "embedding_clip_min) per example; 0 = off; try 1.0 with lr_scaling=cowclip",
     )
     embedding_clip_min: float = _option(1e-5, "CowClip's lower bound on the per-example clip threshold")
+    embedding_beta1: float = _option(
+        0.9,
+        "Adam beta1 of the embedding tables: the decay of a row's gradient average, which moves only at the steps "
+        "whose batch holds the row (lazy, like SparseAdam); 0 = no momentum",
+    )
+    embedding_beta2: float = _option(
+        0.999, "Adam beta2 of the embedding tables: the decay of a row's squared-gradient average"
+    )
     weight_decay: float = _option(1e-4, "AdamW decoupled weight decay (dense parameters only)")
     warmup_steps: int = _option(100, "linear warmup, then cosine decay")
     min_lr_ratio: float = _option(0.1, "final lr = lr * min_lr_ratio")
@@ -197,6 +205,9 @@ def _check(c: TrainConfig) -> None:
         raise ConfigError(f"training option negative_sampling must be in (0, 1], got {c.negative_sampling}")
     if not 0 <= c.weight_averaging < 1:
         raise ConfigError(f"training option weight_averaging must be in [0, 1) (0 = off), got {c.weight_averaging}")
+    for key, beta in (("embedding_beta1", c.embedding_beta1), ("embedding_beta2", c.embedding_beta2)):
+        if not 0 <= beta < 1:
+            raise ConfigError(f"training option {key} must be in [0, 1), got {beta}")
     if not 0 <= c.min_lr_ratio <= 1:
         raise ConfigError(f"training option min_lr_ratio must be in [0, 1], got {c.min_lr_ratio}")
     if c.stream and c.negative_sampling < 1:

@@ -43,6 +43,7 @@ def build_optimizers(model: RankingModel, config: TrainConfig, sparse_gradients:
             embedding_opt = RowSparseAdam(
                 embedding,
                 lr=config.embedding_lr,
+                betas=(config.embedding_beta1, config.embedding_beta2),
                 weight_decay=decay,
                 decay_masks=masks,
                 clip_ratio=config.embedding_clip,
@@ -58,7 +59,9 @@ def build_optimizers(model: RankingModel, config: TrainConfig, sparse_gradients:
                         f"training option {option} needs sparse embedding gradients, which the nccl backend "
                         f"cannot all-reduce; set {off} or train under gloo"
                     )
-            embedding_opt = eager_optim.Adam(embedding, lr=config.embedding_lr)
+            embedding_opt = eager_optim.Adam(
+                embedding, lr=config.embedding_lr, betas=(config.embedding_beta1, config.embedding_beta2)
+            )
             if decay:
                 for param in embedding:  # coupled L2, as Adam's weight_decay, through the mask where there is one
                     mask = masks.get(param)
