@@ -8,8 +8,11 @@ from pathlib import Path
 
 def write_results(out: Path | str, payload: dict, text: str) -> None:
     """Write ``payload`` to ``OUT.json`` (indented, newline-terminated) and ``text`` to ``OUT.md``, making the
-    folder ``out`` is in."""
+    folder ``out`` is in. ``out`` may end in ``.json`` or ``.md``; any other dot in its name is kept
+    (``results/v0.7.40`` writes ``v0.7.40.json``, not ``v0.json``)."""
     out = Path(out)
+    if out.suffix in (".json", ".md"):
+        out = out.with_suffix("")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
-    out.with_suffix(".md").write_text(text)
+    (out.parent / f"{out.name}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    (out.parent / f"{out.name}.md").write_text(text)
