@@ -152,12 +152,19 @@ def append(path: Path, record: dict) -> dict:
 
 
 def pair_matrix(records: list[dict]) -> dict[str, dict[str, dict]]:
-    """technique → package → the latest state of that pair (later records win)."""
+    """technique → package → the latest state of that pair (later records win).
+
+    An adoption's cell shows the ΔNE its own qualification(s) measured of that package (``record["qualification"]``),
+    and none where they did not measure it (a package skipped as not applicable, or one the subset stood for): an
+    older qualification's figure, rejected at another template version, is not the evidence the adoption rests on.
+    """
     cells: dict[str, dict[str, dict]] = {}
+    qualifications: dict[str, dict] = {}
     for r in records:
         if r["kind"] == QUALIFICATION:
+            qualifications[r["id"]] = r
             row = cells.setdefault(r["technique"], {})
-            measured = {**r["results"], **(r.get("guard") or {})}  # held-out (guard) packages measured too
+            measured = _measured(r)
             for name, res in measured.items():
                 row[name] = {
                     "state": "qualified" if r["decision"] == "accept" else "rejected",
@@ -170,15 +177,22 @@ def pair_matrix(records: list[dict]) -> dict[str, dict[str, dict]]:
                     "record": r["id"],
                 }
         else:
+            basis = r["qualification"] if isinstance(r["qualification"], list) else [r["qualification"]]
             for technique, states in (r.get("per_technique") or {r["technique"]: r["packages"]}).items():
                 row = cells.setdefault(technique, {})
+                evidence = [
+                    qualifications[q]
+                    for q in basis
+                    if q in qualifications and qualifications[q]["technique"] == technique
+                ]
                 for name, state in states.items():
-                    measured = row.get(name, {})
+                    measured = next((_measured(q)[name] for q in reversed(evidence) if name in _measured(q)), {})
                     row[name] = {
                         "state": state,
                         "template_version": r["to_version"],
                         "delta": measured.get("delta"),
                         "ci": measured.get("ci"),
+                        "delta_test": measured.get("delta_test"),
                         "date": r["date"],
                         "machine_seconds": round(
                             r["machine_seconds"] / max(1, len(r["packages"])), 1
@@ -186,3 +200,8 @@ def pair_matrix(records: list[dict]) -> dict[str, dict[str, dict]]:
                         "record": r["id"],
                     }
     return cells
+
+
+def _measured(qualification: dict) -> dict[str, dict]:
+    """package → its result in ``qualification``: the subset's, and the held-out (guard) packages' too."""
+    return {**qualification["results"], **(qualification.get("guard") or {})}

@@ -25,7 +25,7 @@ from scaffold.defaults import (
     training_defaults,
 )
 from scaffold.descriptors import Descriptor
-from scaffold.ledger import QUALIFICATION, append, new_record, read
+from scaffold.ledger import ADOPTION, QUALIFICATION, append, new_record, pair_matrix, read
 from scaffold.qualify import PackageOutcome, Rule, bootstrap_mean, decide
 from scaffold.subset import choose_subset
 from scaffold.techniques import load_catalogue
@@ -227,6 +227,46 @@ def test_a_writer_killed_at_any_point_leaves_complete_records_only(tmp_path):
         append(path, _record("dot"))
         after = read(path)
         assert len(after.records) == len(before.records) + 1 and not after.torn_tail
+
+
+def test_an_adopted_pair_shows_what_its_own_qualification_measured_and_nothing_older(tmp_path):
+    def qualification(version, decision, results, guard=None):
+        r = {"delta": 0.0, "ci": [0.0, 0.0], "delta_test": 0.0}
+        return new_record(
+            QUALIFICATION,
+            technique="periodic_numeric",
+            template_version=version,
+            candidate={"answers": {"numeric_embedding": "periodic"}, "training": {}},
+            packages=sorted(results),
+            seeds=3,
+            rule={},
+            results={n: {**r, "delta": d, "ci": [d - 1, d + 1]} for n, d in results.items()},
+            guard={n: {**r, "delta": d, "ci": [d, d]} for n, d in (guard or {}).items()},
+            aggregate=r,
+            decision=decision,
+            reasons=["r"],
+            machine_seconds=6.0,
+        )
+
+    path = tmp_path / "ledger.jsonl"
+    old = append(path, qualification("v1", "reject", {"a": -0.6, "bio": 216.0, "c": 0.4}))
+    basis = append(path, qualification("v2", "accept", {"a": -0.5}, guard={"c": -0.2}))  # bio: not applicable
+    adoption = new_record(
+        ADOPTION,
+        technique="periodic_numeric",
+        qualification=[basis["id"]],
+        from_version="v2",
+        to_version="v3",
+        packages={"a": "adopted", "bio": "not applicable", "c": "adopted", "d": "adopted"},
+        machine_seconds=8.0,
+    )
+    append(path, adoption)
+    row = pair_matrix(read(path).records)["periodic_numeric"]
+    assert row["a"]["state"] == "adopted" and row["a"]["delta"] == -0.5 and row["a"]["ci"] == [-1.5, 0.5]
+    assert row["c"]["delta"] == -0.2  # a held-out package of the basis: measured on its guard seeds
+    assert row["bio"]["state"] == "not applicable" and row["bio"]["delta"] is None  # not v1's +216%
+    assert row["d"]["delta"] is None and row["d"]["template_version"] == "v3"
+    assert old["id"] not in {c["record"] for c in row.values()}
 
 
 # --- the representative subset ---
