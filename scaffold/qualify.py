@@ -277,6 +277,17 @@ def decide(outcomes: list[PackageOutcome], rule: Rule, guard: list[PackageOutcom
     return aggregate, "reject", reasons
 
 
+def without_effect(results: dict[str, dict]) -> list[str]:
+    """The packages of ``results`` (name → ``PackageOutcome.to_dict()``) whose candidate gave the incumbent's valid
+    and test NE on every seed: the technique changed nothing in their training (a table optimizer's option on a
+    model without tables). They stay in the mean: adopting the technique would change nothing for them either."""
+    return [
+        name
+        for name, r in results.items()
+        if r["candidate_valid"] == r["incumbent_valid"] and r["candidate_test"] == r["incumbent_test"]
+    ]
+
+
 # --- the qualification itself ---
 
 
@@ -390,6 +401,7 @@ def qualify(
         results={o.package: o.to_dict() for o in outcomes},
         guard={o.package: o.to_dict() for o in guarded},
         guard_seeds=plan.guard_seeds if guard else 0,
+        no_effect=without_effect({o.package: o.to_dict() for o in [*outcomes, *guarded]}),
         aggregate=aggregate,
         decision=decision,
         reasons=reasons,

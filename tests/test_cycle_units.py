@@ -26,7 +26,7 @@ from scaffold.defaults import (
 )
 from scaffold.descriptors import Descriptor
 from scaffold.ledger import ADOPTION, QUALIFICATION, append, new_record, pair_matrix, read
-from scaffold.qualify import PackageOutcome, Rule, bootstrap_mean, decide
+from scaffold.qualify import PackageOutcome, Rule, bootstrap_mean, decide, without_effect
 from scaffold.subset import choose_subset
 from scaffold.techniques import load_catalogue
 
@@ -144,6 +144,46 @@ def test_bootstrap_is_deterministic_and_covers_the_mean():
     low, high = bootstrap_mean(deltas, 0.95, 4000)
     assert (low, high) == bootstrap_mean(deltas, 0.95, 4000)
     assert low < (sum(deltas[0]) / 3 + sum(deltas[1]) / 3) / 2 < high
+
+
+def test_a_package_the_candidate_does_not_touch_is_named_as_such_and_stays_in_the_mean():
+    from rich.console import Console
+
+    from scaffold.cli.qualify import show
+
+    def outcome(name, inc, cand, test_inc=(0.5, 0.5), test_cand=(0.5, 0.5)):
+        return PackageOutcome(name, [0, 1], list(inc), list(cand), list(test_inc), list(test_cand), 1e5, 1e5)
+
+    touched = outcome("with_tables", [0.80, 0.81], [0.78, 0.79], [0.7, 0.7], [0.69, 0.69])
+    untouched = outcome("no_tables", [0.30, 0.31], [0.30, 0.31])
+    valid_only = outcome("same_valid", [0.40, 0.41], [0.40, 0.41], [0.6, 0.6], [0.6, 0.61])  # test moved
+    held_out = outcome("held", [0.2], [0.2], [0.1], [0.1])
+    held_out.seeds = [0]
+    aggregate, _, _ = decide([touched, untouched, valid_only], Rule(resamples=500), [held_out])
+    assert aggregate["delta"] == pytest.approx(touched.delta / 3)  # counted at zero, as after adoption
+    results = {o.package: o.to_dict() for o in (touched, untouched, valid_only)}
+    assert without_effect({**results, "held": held_out.to_dict()}) == ["no_tables", "held"]
+    record = {
+        "technique": "t",
+        "template_version": "v1",
+        "seeds": 2,
+        "results": results,
+        "guard": {"held": held_out.to_dict()},
+        "aggregate": aggregate,
+        "rule_text": "r",
+        "decision": "reject",
+        "reasons": ["x"],
+        "machine_seconds": 1.0,
+        "runs": 14,
+        "cached_runs": 0,
+        "executor": "local pool of 1",
+        "id": "abc",
+    }
+    console = Console(record=True, width=400)
+    show(console, record)
+    lines = [line for line in console.export_text().splitlines() if line.startswith("no effect on")]
+    assert [line.split(":")[0] for line in lines] == ["no effect on no_tables", "no effect on held"]
+    assert "enters the subset mean at +0.000%" in lines[0] and "held out, so not in the mean" in lines[1]
 
 
 # --- the ledger ---

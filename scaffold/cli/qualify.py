@@ -12,7 +12,7 @@ from ..defaults import config_path, training_defaults
 from ..errors import SmtError
 from ..fleet import discover
 from ..ledger import append, ledger_path
-from ..qualify import Plan, Rule, qualify
+from ..qualify import Plan, Rule, qualify, without_effect
 from ..techniques import ad_hoc, load_catalogue
 from ..template import questions
 from ._common import fleet_of, parse_data, repo_of
@@ -139,6 +139,13 @@ def show(console, record: dict) -> None:
         "",
     )
     console.print(table)
+    held_out = record.get("guard") or {}
+    for name in without_effect({**record["results"], **held_out}):
+        where = "held out, so not in the mean" if name in held_out else "it enters the subset mean at +0.000%"
+        console.print(
+            f"no effect on {name}: its candidate trained exactly as its incumbent on every seed, so the technique "
+            f"does not touch this model ({where})"
+        )
     for name, why in (record.get("skipped") or {}).items():
         console.print(f"skipped {name}: {why}")
     console.print(f"rule: {record['rule_text']}")
