@@ -114,11 +114,13 @@ def test_outside_a_template_repository(tmp_path):
         TemplateRepo.find(tmp_path)
 
 
-def test_old_spellings_still_work_for_one_release_and_say_so(template_repo, capsys):
-    assert main(["--repo", str(template_repo), "new", "ctr_a", "--data", "embedding_dim=8"]) == 0
-    assert "--data is deprecated" in capsys.readouterr().err
+def test_design_spellings_data_and_to_work_as_set_and_ref(template_repo, capsys):
+    assert main(["--repo", str(template_repo), "new", "ctr_a", "--data", "embedding_dim=8", "--set", "dcn_rank=8"]) == 0
+    assert "warning" not in capsys.readouterr().err
     answers = yaml.safe_load((template_repo / "generated" / "ctr_a" / ".copier-answers.yml").read_text())
-    assert answers["embedding_dim"] == 8
+    assert answers["embedding_dim"] == 8 and answers["dcn_rank"] == 8
     commit_all(template_repo, "fleet")
     assert main(["--repo", str(template_repo), "sync", "--to", "v1", "--no-test"]) == 0
-    assert "--to is deprecated" in capsys.readouterr().err
+    assert "warning" not in capsys.readouterr().err
+    assert main(["--repo", str(template_repo), "sync", "--to", "v9", "--no-test"]) != 0  # --to is the target
+    assert "v9" in capsys.readouterr().err

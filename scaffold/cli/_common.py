@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 import yaml
@@ -35,18 +33,3 @@ def fleet_of(args) -> Path | None:
 
 
 REF_HELP = "template version: release tag or commit (default: the latest release tag, else HEAD)"
-
-
-def add_deprecated_alias(parser, old: str, new: str, append: bool = False) -> None:
-    """``old`` keeps working for one release: it stores into ``new``'s destination and warns on stderr.
-
-    Register it after ``new``, so that ``new``'s default is the one the namespace starts with.
-    """
-    dest = new.lstrip("-").replace("-", "_")
-
-    class Deprecated(argparse.Action):
-        def __call__(self, parser, namespace, values, option_string=None):
-            print(f"warning: {old} is deprecated and goes in the next release; use {new}", file=sys.stderr)
-            setattr(namespace, dest, [*(getattr(namespace, dest) or []), values] if append else values)
-
-    parser.add_argument(old, dest=dest, help=argparse.SUPPRESS, action=Deprecated)

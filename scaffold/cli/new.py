@@ -7,7 +7,7 @@ from pathlib import Path
 from ..errors import SmtError
 from ..new import new_package
 from ..template import TemplateRepo, questions
-from ._common import REF_HELP, add_deprecated_alias, parse_data, repo_of
+from ._common import REF_HELP, parse_data, repo_of
 
 HELP = "create a model package from the template (same result as copier copy)"
 
@@ -23,9 +23,13 @@ def register(p) -> None:
         p.add_argument(flag, type=kind, dest=key, help=_help(asked.get(key, {}), key))
     others = ", ".join(sorted(set(asked) - set(SHORTCUTS) - {"name"})) or "see copier.yml"
     p.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help=f"any template answer, as YAML: {others}"
+        "--set",
+        "--data",  # DESIGN §4's spelling, as in `copier copy --data`
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"any template answer, as YAML: {others}",
     )
-    add_deprecated_alias(p, "--data", "--set", append=True)
     p.add_argument("--dest", help="target directory (default: generated/NAME)")
     p.add_argument("--ref", help=REF_HELP)
     p.add_argument("--features", help="a features.yaml to start from instead of the template's example")
