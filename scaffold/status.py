@@ -1,4 +1,4 @@
-"""Fleet status: per package, its template version, answers, drift and whether it is behind."""
+"""Fleet status: per package, its template version, answers, enabled techniques, drift and whether it is behind."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from enum import StrEnum
 from pathlib import Path
 
 from . import _copier, _git
+from .errors import SmtError
 from .fleet import Package, discover
 from .scratch import scratch_dir
+from .techniques import CATALOGUE, enabled, load_catalogue
 from .template import TemplateRepo, is_model_owned, model_owned_patterns
 from .workers import map_in_workers
 
@@ -45,6 +47,8 @@ class PackageStatus:
     answers: dict
     drift: list[FileDrift] = field(default_factory=list)
     note: str = ""
+    # ids of the catalogue's techniques the package has on (``techniques.is_on``); None: unknown, ``note`` says why
+    techniques: list[str] | None = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,7 +94,32 @@ def fleet_status(
         requests = [(snapshots[commit], package.answers, package.path) for package, commit in todo]
         for (package, commit), drift in zip(todo, map_in_workers(drift_from_render, requests, jobs), strict=True):
             statuses.append(_status(repo, package, states[commit], drift))
+    _add_techniques(repo, statuses, {_shown(repo, p): p for p in packages})
     return sorted(statuses, key=lambda s: s.name)
+
+
+def _add_techniques(repo: TemplateRepo, statuses: list[PackageStatus], packages: dict[str, Package]) -> None:
+    # ``packages``: by the path each status shows
+    """Fill each status's ``techniques`` from the catalogue; a missing catalogue lists none, and a catalogue or
+    package file that cannot be read leaves ``None`` and says why in ``note`` (status still reports the rest)."""
+    if not (repo.root / CATALOGUE).is_file():
+        return
+    try:
+        catalogue = load_catalogue(repo.root)
+    except SmtError as exc:
+        catalogue, problem = None, f"techniques unknown: {exc}"
+    for status in statuses:
+        if catalogue is None:
+            status.techniques, status.note = None, _joined(status.note, problem)
+        elif status.state != BROKEN:
+            try:
+                status.techniques = enabled(catalogue, packages[status.path])
+            except SmtError as exc:
+                status.techniques, status.note = None, _joined(status.note, f"techniques unknown: {exc}")
+
+
+def _joined(note: str, more: str) -> str:
+    return f"{note}; {more}" if note else more
 
 
 def drift_from_render(request: tuple[Path, dict, Path]) -> list[FileDrift]:

@@ -187,6 +187,11 @@ def is_on(technique: Technique, package: Package) -> bool:
     return all(training.get(k) == v for k, v in technique.training.items())
 
 
+def enabled(catalogue: dict[str, Technique], package: Package) -> list[str]:
+    """The ids of the catalogue's techniques that ``package`` has on, in catalogue order (``is_on``)."""
+    return [tid for tid, technique in catalogue.items() if is_on(technique, package)]
+
+
 def _schema_on(schema: dict, package: Package) -> bool:
     path = package.path / "src" / package.name / "features.yaml"
     try:

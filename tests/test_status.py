@@ -1,4 +1,4 @@
-"""`smt status`: versions, drift in template-owned files only, behind/up to date, dirty."""
+"""`smt status`: versions, enabled techniques, drift in template-owned files only, behind/up to date, dirty."""
 
 from __future__ import annotations
 
@@ -96,3 +96,30 @@ def test_worker_processes_report_what_one_process_reports(template_repo):
         ("ctr_b", "behind", []),
         ("ctr_c", "up to date", ["src/ctr_c/loss.py"]),
     ]
+
+
+def test_each_package_lists_the_catalogue_techniques_it_has_on(template_repo, capsys):
+    repo = _fleet(template_repo)
+    train_yaml = template_repo / "generated" / "ctr_a" / "src" / "ctr_a" / "train.yaml"
+    train_yaml.write_text("embedding_weight_decay: 0.001\n")  # emb_wd's switch, pinned by the model
+    a, b = fleet_status(repo)
+    assert "emb_wd" in a.techniques and "emb_wd" not in b.techniques
+    assert "dot" in b.techniques and "mmoe" in b.techniques and "dot" not in a.techniques
+    assert main(["--repo", str(template_repo), "status", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["ctr_a"]["techniques"] == a.techniques and rows["ctr_b"]["techniques"] == b.techniques
+
+
+def test_an_unreadable_train_yaml_or_catalogue_leaves_techniques_unknown_and_the_rest_reported(template_repo, capsys):
+    repo = _fleet(template_repo)
+    (template_repo / "generated" / "ctr_a" / "src" / "ctr_a" / "train.yaml").write_text("lr: [0.1\n")
+    a, b = fleet_status(repo)
+    assert a.techniques is None and "train.yaml is not valid YAML" in a.note and a.state == "up to date"
+    assert b.techniques and not b.note
+    catalogue = template_repo / "techniques.yml"
+    catalogue.write_text("techniques: [\n")
+    assert all(s.techniques is None and "techniques.yml" in s.note for s in fleet_status(repo))
+    assert main(["--repo", str(template_repo), "status"]) == 0
+    assert "techniques unknown" in capsys.readouterr().out
+    catalogue.unlink()  # a repository without a catalogue has no techniques to list
+    assert all(s.techniques == [] and "techniques" not in s.note for s in fleet_status(repo))

@@ -1,4 +1,4 @@
-"""``smt status``: per package, its template version, answers, drift and whether it is behind."""
+"""``smt status``: per package, its template version, enabled techniques, answers, drift and whether it is behind."""
 
 from __future__ import annotations
 
@@ -24,15 +24,14 @@ def run(args, console) -> int:
         print(json.dumps([s.to_dict() for s in statuses], indent=2))
         return 0
     table = Table(title=f"{len(statuses)} package(s)")
-    for column in ("package", "version", "interaction", "towers", "events", "state", "drift", "dirty"):
-        table.add_column(column)
+    for column in ("package", "version", "techniques", "events", "state", "drift", "dirty"):
+        table.add_column(column, overflow="fold")
     for s in statuses:
         drift = ", ".join(f"{d.path} ({d.kind})" for d in s.drift) or ("?" if s.note else "none")
         table.add_row(
             s.name,
             str(s.version),
-            str(s.answers.get("interaction")),
-            str(s.answers.get("towers")),
+            "?" if s.techniques is None else (", ".join(s.techniques) or "none"),
             ",".join(s.answers.get("events", [])),
             s.state,
             drift,
