@@ -99,9 +99,9 @@ def fleet_status(
 
 
 def _add_techniques(repo: TemplateRepo, statuses: list[PackageStatus], packages: dict[str, Package]) -> None:
-    # ``packages``: by the path each status shows
-    """Fill each status's ``techniques`` from the catalogue; a missing catalogue lists none, and a catalogue or
-    package file that cannot be read leaves ``None`` and says why in ``note`` (status still reports the rest)."""
+    """Fill each status's ``techniques`` from the catalogue (``packages``: by the path each status shows). A missing
+    catalogue lists none; an unreadable catalogue, an unreadable package or a package file that cannot be read
+    (train.yaml, config.py, features.yaml) leaves ``None`` and says why in ``note``: status still reports the rest."""
     if not (repo.root / CATALOGUE).is_file():
         return
     try:
@@ -111,11 +111,14 @@ def _add_techniques(repo: TemplateRepo, statuses: list[PackageStatus], packages:
     for status in statuses:
         if catalogue is None:
             status.techniques, status.note = None, _joined(status.note, problem)
-        elif status.state != BROKEN:
+        elif status.state == BROKEN:
+            status.techniques = None  # its note says why it cannot be read
+        else:
             try:
                 status.techniques = enabled(catalogue, packages[status.path])
-            except SmtError as exc:
-                status.techniques, status.note = None, _joined(status.note, f"techniques unknown: {exc}")
+            except (SmtError, OSError) as exc:
+                why = exc if isinstance(exc, SmtError) else f"{exc.filename}: {exc.strerror}"
+                status.techniques, status.note = None, _joined(status.note, f"techniques unknown: {why}")
 
 
 def _joined(note: str, more: str) -> str:

@@ -116,6 +116,13 @@ def test_an_unreadable_train_yaml_or_catalogue_leaves_techniques_unknown_and_the
     a, b = fleet_status(repo)
     assert a.techniques is None and "train.yaml is not valid YAML" in a.note and a.state == "up to date"
     assert b.techniques and not b.note
+    (template_repo / "generated" / "ctr_b" / "src" / "ctr_b" / "config.py").unlink()  # a deleted template file
+    a, b = fleet_status(repo)
+    assert (
+        b.techniques is None
+        and "config.py" in b.note
+        and ("src/ctr_b/config.py", "deleted") in {(d.path, d.kind) for d in b.drift}
+    )
     catalogue = template_repo / "techniques.yml"
     catalogue.write_text("techniques: [\n")
     assert all(s.techniques is None and "techniques.yml" in s.note for s in fleet_status(repo))
