@@ -36,7 +36,12 @@ def _train_config_class(tree: ast.Module, source: str) -> ast.ClassDef:
 
 def _option_nodes(config_py: Path) -> tuple[str, dict[str, ast.expr]]:
     """The source of ``config_py`` and, per option of TrainConfig, the expression node of its default."""
-    source = Path(config_py).read_text()
+    try:
+        source = Path(config_py).read_text()
+    except FileNotFoundError:
+        raise SmtError(
+            f"{config_py} is missing; it is template-owned: restore it with `git checkout -- {config_py}`"
+        ) from None
     try:
         tree = ast.parse(source)
     except SyntaxError as exc:

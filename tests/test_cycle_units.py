@@ -628,3 +628,13 @@ def test_the_smt_cache_ignores_itself_in_a_repository_that_does_not_name_it(tmp_
     ignore.write_text("*\n# the user's own\n")
     smt_cache.runs(tmp_path)
     assert ignore.read_text() == "*\n# the user's own\n"  # an existing file is left as it is
+
+
+def test_a_package_without_its_config_py_is_one_clear_error_for_the_catalogue(tmp_path):
+    from scaffold.fleet import Package
+    from scaffold.techniques import package_training
+
+    (tmp_path / "pkg" / "src" / "pkg").mkdir(parents=True)
+    package = Package(tmp_path / "pkg", {"name": "pkg"})
+    with pytest.raises(SmtError, match=r"config.py is missing; it is template-owned: restore it with `git checkout"):
+        package_training(package)
