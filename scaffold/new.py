@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -78,6 +80,7 @@ def _render_into(repo, dest: Path, answers: dict, ref, from_working_tree: bool, 
             _copier.render("." if inside else str(repo.root), staging, answers, ref, cwd=repo.root)
         if feature_text is not None:
             _check_labels(feature_text, _copier.read_answers(staging), features)
+            _check_schema(staging, name, features)
             (staging / "src" / name / "features.yaml").write_text(feature_text)
         if dest.exists():
             dest.rmdir()
@@ -95,6 +98,35 @@ def _read_features(path: Path) -> str:
     if not isinstance(parsed, dict) or "labels" not in parsed:
         raise SmtError(f"--features {path} must be a features.yaml mapping with 'labels'")
     return text
+
+
+# The rendered package's own validator judges the schema (it is the one that reads it at train time); it needs
+# only PyYAML, so it runs in this interpreter's Python, with the staged package importable.
+_VALIDATE = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from {name}.errors import SchemaError
+from {name}.schema import load_schema
+try:
+    load_schema(sys.argv[2])
+except SchemaError as exc:
+    print(exc)
+    sys.exit(3)
+"""
+
+
+def _check_schema(staging: Path, name: str, path: Path) -> None:
+    """Raise the package's one-line SchemaError for ``path`` (duplicate columns, bad options, …)."""
+    done = subprocess.run(
+        [sys.executable, "-B", "-c", _VALIDATE.format(name=name), str(staging / "src"), str(Path(path).resolve())],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode == 3:
+        raise SmtError(f"--features: {done.stdout.strip()}")
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SmtError(f"--features {path}: the package's schema check failed to run ({last})")
 
 
 def _check_labels(feature_text: str, answers: dict, path: Path) -> None:

@@ -94,6 +94,25 @@ def test_features_file_seeds_the_model_owned_schema(template_repo, tmp_path):
     assert not (template_repo / "generated" / "ctr_b").exists()
 
 
+@pytest.mark.parametrize(
+    "schema, message",
+    [
+        ({"labels": ["label"], "dense": ["x"], "sparse": ["x"]}, r"duplicate column\(s\) \['x'\]"),
+        ({"labels": ["label"], "dense": [{"name": "x", "transform": "cube"}]}, "unknown transform 'cube'"),
+        ({"labels": ["label"], "sparse": [{"name": "u", "encoding": "hash"}]}, "needs buckets >= 2"),
+        ({"labels": ["label"], "colour": ["x"]}, r"unknown key\(s\) \['colour'\]"),
+    ],
+)
+def test_a_features_file_the_package_would_refuse_writes_nothing(template_repo, tmp_path, schema, message):
+    features = tmp_path / "features.yaml"
+    features.write_text(yaml.safe_dump(schema))
+    before = git(template_repo, "status", "--porcelain", "--ignored")
+    with pytest.raises(SmtError, match=f"--features: {features}: .*{message}"):
+        new_package(TemplateRepo.find(template_repo), "ctr_a", features=features)
+    assert not (template_repo / "generated").exists() or not any((template_repo / "generated").iterdir())
+    assert git(template_repo, "status", "--porcelain", "--ignored") == before
+
+
 def test_cli_reports_one_line_errors(template_repo, capsys):
     assert main(["--repo", str(template_repo), "new", "ctr_a", "--towers", "mmoe"]) == 2
     err = capsys.readouterr().err.strip()
