@@ -73,7 +73,15 @@ def test_non_numeric_dense_value(tmp_path, schema):
         read_table(path, schema)
 
 
-@pytest.mark.parametrize("labels, message", [([0.0, float("nan"), 1.0, 0.0], "missing/NaN"), ([0, 2, 1, 0], "binary")])
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        ([0.0, float("nan"), 1.0, 0.0], "has 1 missing/NaN"),
+        ([0, None, 1, 0], "has 1 missing/NaN"),  # a null, counted once (not also as the NaN it reads as)
+        ([None, float("nan"), 1.0, 0.0], "has 2 missing/NaN"),
+        ([0, 2, 1, 0], "binary"),
+    ],
+)
 def test_bad_labels(tmp_path, schema, labels, message):
     columns = {**_good(), LABELS[0]: labels}
     with pytest.raises(DataError, match=message):

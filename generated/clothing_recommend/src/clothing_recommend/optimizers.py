@@ -39,11 +39,12 @@ def build_optimizers(model: RankingModel, config: TrainConfig, sparse_gradients:
         # Frequency-scaled decay sums to ~log(count) per row whatever the batch size: no batch-size rule.
         decay = config.embedding_weight_decay * (1.0 if by_frequency else batch_scaling(config).embedding_decay)
         masks = model.embedding_decay_masks(multi_hot=config.embedding_decay_multi_hot)
+        betas = (config.embedding_beta1, config.embedding_beta2)
         if sparse_gradients:
             embedding_opt = RowSparseAdam(
                 embedding,
                 lr=config.embedding_lr,
-                betas=(config.embedding_beta1, config.embedding_beta2),
+                betas=betas,
                 weight_decay=decay,
                 decay_masks=masks,
                 clip_ratio=config.embedding_clip,
@@ -59,9 +60,7 @@ def build_optimizers(model: RankingModel, config: TrainConfig, sparse_gradients:
                         f"training option {option} needs sparse embedding gradients, which the nccl backend "
                         f"cannot all-reduce; set {off} or train under gloo"
                     )
-            embedding_opt = eager_optim.Adam(
-                embedding, lr=config.embedding_lr, betas=(config.embedding_beta1, config.embedding_beta2)
-            )
+            embedding_opt = eager_optim.Adam(embedding, lr=config.embedding_lr, betas=betas)
             if decay:
                 for param in embedding:  # coupled L2, as Adam's weight_decay, through the mask where there is one
                     mask = masks.get(param)

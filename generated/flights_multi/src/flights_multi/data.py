@@ -146,7 +146,7 @@ def _check_labels(table: pa.Table, schema: FeatureSchema, path: Path) -> None:
             values = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             raise DataError(f"data file {path}: label column '{label}' is not numeric (0/1 expected)") from None
-        missing = int(column.null_count) + int(np.isnan(values).sum())
+        missing = int(np.isnan(values).sum())  # a null reads as NaN in ``values``: counted once
         if missing:
             raise DataError(f"data file {path}: label column '{label}' has {missing} missing/NaN value(s)")
         bad = values[(values != 0) & (values != 1)]
