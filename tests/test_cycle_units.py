@@ -638,3 +638,24 @@ def test_a_package_without_its_config_py_is_one_clear_error_for_the_catalogue(tm
     package = Package(tmp_path / "pkg", {"name": "pkg"})
     with pytest.raises(SmtError, match=r"config.py is missing; it is template-owned: restore it with `git checkout"):
         package_training(package)
+
+
+def test_report_refuses_a_file_as_its_folder_and_names_a_bad_ledger_or_cycle_file(template_repo, tmp_path, capsys):
+    def report(*extra):
+        code = main(["--repo", str(template_repo), "report", *extra])
+        return code, capsys.readouterr().err.strip()
+
+    taken = tmp_path / "taken"
+    taken.write_text("mine\n")
+    code, err = report("--out", str(taken))
+    assert code == 2 and "is a file; the report is a folder" in err and taken.read_text() == "mine\n"
+    out = tmp_path / "report"
+    code, err = report("--out", str(out), "--ledger", str(tmp_path / "nope.jsonl"))
+    assert code == 2 and "--ledger" in err and "is not a file" in err
+    for text, message in (("{bad", "is not valid JSON"), ("[1]", "is not a cycle benchmark's JSON object")):
+        (tmp_path / "cycle.json").write_text(text)
+        code, err = report("--out", str(out), "--cycle", str(tmp_path / "cycle.json"))
+        assert code == 2 and message in err and "\n" not in err
+    code, err = report("--out", str(out), "--cycle", str(tmp_path / "missing.json"))
+    assert code == 2 and "No such file" in err
+    assert not out.exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..errors import SmtError
 from ..ledger import ledger_path, read
 from ..report import write_report
 from ._common import repo_of
@@ -20,8 +21,28 @@ def register(p) -> None:
 
 def run(args, console) -> int:
     repo = repo_of(args)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise SmtError(f"--out {out} is a file; the report is a folder (index.html and its figures): pick a new path")
+    if args.ledger and not Path(args.ledger).is_file():
+        raise SmtError(
+            f"--ledger {args.ledger} is not a file; leave it out to use the repository's {ledger_path(repo.root).name}"
+        )
     ledger = read(Path(args.ledger) if args.ledger else ledger_path(repo.root))
-    cycle = json.loads(Path(args.cycle).read_text()) if args.cycle else None
-    page = write_report(ledger, Path(args.out), cycle)
+    cycle = _cycle(Path(args.cycle)) if args.cycle else None
+    page = write_report(ledger, out, cycle)
     console.print(f"wrote {page} ({len(ledger.records)} ledger record(s))")
     return 0
+
+
+def _cycle(path: Path) -> dict:
+    """The cycle benchmark's JSON at ``path``, or a one-line error that says what is wrong with it."""
+    try:
+        cycle = json.loads(path.read_text())
+    except OSError as exc:
+        raise SmtError(f"--cycle {path}: {exc.strerror}; give the JSON that benchmarks/cycle.py wrote") from None
+    except ValueError:
+        raise SmtError(f"--cycle {path} is not valid JSON; give the JSON that benchmarks/cycle.py wrote") from None
+    if not isinstance(cycle, dict):
+        raise SmtError(f"--cycle {path} is not a cycle benchmark's JSON object")
+    return cycle
