@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import SmtError
 from .new import new_package
 from .package_cli import Capacity, EventMetrics, ExportResult, PackageCLI, TrainResult, events_to_dict
 from .template import TemplateRepo
@@ -49,6 +50,13 @@ def run_demo(
     Bounded by epochs, never by wall time: the same machine prints the same metrics on every run (seeded data,
     seeded model, a data order that depends only on the seed).
     """
+    if workdir.exists() and not workdir.is_dir():
+        raise SmtError(f"--workdir {workdir} is a file; the demo needs a folder to render its package into")
+    if epochs < 1 or rows < 5:
+        raise SmtError(
+            f"the demo needs --epochs >= 1 and --rows >= 5 (valid and test get a fifth each); "
+            f"got --epochs {epochs} --rows {rows}"
+        )
     dest = workdir / DEMO_NAME
     if dest.exists():
         shutil.rmtree(dest)

@@ -32,3 +32,20 @@ def test_demo_runs_the_whole_loop_and_prints_the_same_metrics_every_time(tmp_pat
     assert first["test"].keys() == second["test"].keys()
     for event, metrics in first["test"].items():
         assert metrics == pytest.approx(second["test"][event], rel=1e-4), event
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--workdir", "FILE"], "is a file; the demo needs a folder"),
+        (["--epochs", "0"], "got --epochs 0 --rows 100000"),
+        (["--rows", "3"], "got --epochs 3 --rows 3"),
+    ],
+)
+def test_demo_refuses_what_it_cannot_run_before_it_renders(tmp_path, capsys, args, message):
+    taken = tmp_path / "taken"
+    taken.write_text("mine\n")
+    args = [str(taken) if a == "FILE" else a for a in args]
+    assert main(["--repo", str(REPO), "demo", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and taken.read_text() == "mine\n"
