@@ -111,6 +111,11 @@ class Variant:
 def parse_variant(spec: str, questions: set[str]) -> Variant:
     """``NAME:key=value,key=value``; keys that are template questions are answers, the rest training options."""
     name, _, items = spec.partition(":")
+    if not name or name == "default" or not any(items.split(",")):
+        raise SmtError(
+            f"variant {spec!r} must look like NAME:key=value[,key=value…] with a NAME other than 'default', "
+            "e.g. --variant wide:embedding_dim=32"
+        )
     answers, training = {}, []
     for item in filter(None, items.split(",")):
         key, sep, value = item.partition("=")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pyarrow.compute as pc
@@ -23,6 +24,9 @@ def test_variant_keys_split_into_answers_and_training_options(template_repo):
     assert variant.training == ("lr=0.001",)
     with pytest.raises(SmtError, match="key=value"):
         parse_variant("bad:lr", questions)
+    for spec in ("bad", "bad:", ":lr=0.1", "default:lr=0.1"):  # no name, no overrides, or the baseline's name
+        with pytest.raises(SmtError, match="must look like NAME:key=value"):
+            parse_variant(spec, questions)
     assert relative_ne_change(0.99, 1.0) == pytest.approx(-1.0)
 
 
@@ -206,3 +210,22 @@ def test_quality_report_compares_the_template_with_the_tuned_per_model_baseline(
     assert "| task_a | [512] lr=0.002 | wins (-3.85%) |" in text
     assert "| task_b | [256, 128] lr=0.001 | loses (+0.63%, within seed noise) |" in text
     assert "tuned per-model baseline: **-1.61%** (mean over 2 tasks" in text
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--seeds", "0"], "--seeds must be at least 1"),
+        (["--peers", "DCN,Nope"], r"unknown peer\(s\) \['Nope'\]"),
+        (["--variant", "wide"], "must look like NAME:key=value"),
+        (["--out", "FILE/runs.json"], "a file is in the way"),
+        (["--plot", "DIR"], "is a folder; give a file name"),
+    ],
+)
+def test_bench_quality_refuses_bad_arguments_before_it_trains(template_repo, tmp_path, capsys, args, message):
+    taken = tmp_path / "taken"
+    taken.write_text("mine\n")
+    args = [a.replace("FILE", str(taken)).replace("DIR", str(tmp_path)) for a in args]
+    assert main(["--repo", str(template_repo), "bench", "quality", "--data", str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert re.search(message, err) and "\n" not in err and taken.read_text() == "mine\n"

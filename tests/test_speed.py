@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -99,6 +100,25 @@ def test_bench_speed_rejects_an_unknown_interaction(template_repo):
 def test_bench_speed_rejects_a_variant_that_is_not_key_value(template_repo):
     proc = run_tool("smt", "bench", "speed", "--peers", "", "--variant", "compile", cwd=template_repo)
     assert proc.returncode != 0 and "key=value" in proc.stderr and "compile" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--rows", "0"], "--rows must be at least 10"),
+        (["--peers", "LightGBM"], r"unknown DeepCTR-Torch model\(s\) \['LightGBM'\]"),
+        (["--peers", "", "--out", "FILE/speed"], "a file is in the way"),
+    ],
+)
+def test_bench_speed_refuses_bad_arguments_before_it_renders(template_repo, tmp_path, capsys, args, message):
+    from scaffold.cli import main
+
+    taken = tmp_path / "taken"
+    taken.write_text("mine\n")
+    args = [a.replace("FILE", str(taken)) for a in args]
+    assert main(["--repo", str(template_repo), "bench", "speed", "--work", str(tmp_path / "work"), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert re.search(message, err) and not (tmp_path / "work").exists() and taken.read_text() == "mine\n"
 
 
 def test_gpu_speed_report_compares_every_run_with_the_first_batch_warm():

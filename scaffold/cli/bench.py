@@ -13,6 +13,7 @@ from rich.table import Table
 from ..errors import SmtError
 from ..fleet import discover
 from ..quality import (
+    PEERS,
     QualityPlan,
     Summary,
     Variant,
@@ -74,6 +75,14 @@ def run(args, console) -> int:
     if args.bench_command == "speed":
         return _speed(args, console)
     repo = repo_of(args)
+    if args.seeds < 1:
+        raise SmtError(f"--seeds must be at least 1, got {args.seeds}")
+    peers = tuple(p for p in args.peers.split(",") if p)
+    unknown = [p for p in peers if p not in PEERS]
+    if unknown:
+        raise SmtError(f"unknown peer(s) {unknown}; choose from {sorted(PEERS)}")
+    plot_path = _output_file(args.plot, "--plot") if args.plot else None
+    out_path = _output_file(args.out, "--out") if args.out else None
     data_root = Path(args.data) if Path(args.data).is_absolute() else repo.root / args.data
     packages = [
         p
@@ -86,17 +95,32 @@ def run(args, console) -> int:
         seeds=args.seeds,
         previous=args.previous,
         baseline=parse_grid(args.baseline_shapes, args.baseline_lrs) if args.baseline else None,
-        peers=tuple(p for p in args.peers.split(",") if p),
+        peers=peers,
     )
     with console.status("training") as status:
         summaries = bench_quality(repo, packages, data_root, plan, status.update)
     _table(console, summaries)
-    if args.plot:
-        plot(summaries, Path(args.plot))
-        console.print(f"plot: {args.plot}")
-    if args.out:
-        Path(args.out).write_text(json.dumps([[r.to_dict() for r in s.runs] for s in summaries], indent=2) + "\n")
+    if plot_path:
+        plot(summaries, plot_path)
+        console.print(f"plot: {plot_path}")
+    if out_path:
+        out_path.write_text(json.dumps([[r.to_dict() for r in s.runs] for s in summaries], indent=2) + "\n")
     return 0
+
+
+def _output_file(value: str, flag: str) -> Path:
+    """``value`` as a file this command may write once it has run, checked before it runs: its folder is made
+    now, so a bad path fails in a second and not after the trainings."""
+    path = Path(value)
+    if path.is_dir():
+        raise SmtError(f"{flag} {path} is a folder; give a file name in it")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise SmtError(f"{flag} {path}: a file is in the way of its folder {path.parent}") from None
+    except OSError as exc:
+        raise SmtError(f"{flag} {path}: cannot make its folder {path.parent} ({exc.strerror})") from None
+    return path
 
 
 def _table(console, summaries: list[Summary]) -> None:
@@ -144,12 +168,20 @@ def _table(console, summaries: list[Summary]) -> None:
 
 def _speed(args, console) -> int:
     repo = repo_of(args)
+    if args.rows < 10 or args.cap < 1 or args.batch_size < 1:
+        raise SmtError(
+            f"--rows must be at least 10 (valid gets a tenth), --cap and --batch-size at least 1; "
+            f"got {args.rows}, {args.cap}, {args.batch_size}"
+        )
     setup = SpeedSetup(rows=args.rows, cap=args.cap, batch_size=args.batch_size)
     interactions = [i for i in args.interactions.split(",") if i]
     unknown = sorted(set(interactions) - set(INTERACTIONS))
     if unknown:
         raise SmtError(f"unknown interaction(s) {unknown}; choose from {list(INTERACTIONS)}")
     peers = [p for p in args.peers.split(",") if p]
+    unknown = [p for p in peers if PEERS.get(p) != "deepctr"]
+    if unknown:
+        raise SmtError(f"unknown DeepCTR-Torch model(s) {unknown}; choose from DCN, DeepFM, WDL")
     if peers and importlib.util.find_spec("deepctr_torch") is None:
         raise SmtError("DeepCTR-Torch is not installed; `pip install -e .[bench]` or pass --peers ''")
     train_args = tuple(a for a in args.train_args.split() if a)
@@ -157,6 +189,10 @@ def _speed(args, console) -> int:
     malformed = sorted({a for v in variants for a in v if not all(a.partition("=")[::2])})  # key and value set
     if malformed:
         raise SmtError(f"training options are key=value; got {malformed} (e.g. --variant 'compile=true')")
+    out = None
+    if args.out:  # OUT.md and OUT.json; a .md or .json ending is taken off, any other dot kept
+        out = _output_file(args.out, "--out")
+        out = out.with_suffix("") if out.suffix in (".md", ".json") else out
     with contextlib.ExitStack() as stack:
         work = Path(args.work).absolute() if args.work else stack.enter_context(scratch_dir("bench"))
         results = []
@@ -173,9 +209,7 @@ def _speed(args, console) -> int:
                 results.append(bench_peer(peer, data, setup))
     markdown, payload = speed_report(results, setup)
     console.print(markdown)
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".md").write_text(markdown + "\n")
-        out.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
+    if out is not None:
+        (out.parent / f"{out.name}.md").write_text(markdown + "\n")
+        (out.parent / f"{out.name}.json").write_text(json.dumps(payload, indent=2) + "\n")
     return 0
