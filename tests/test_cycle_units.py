@@ -659,3 +659,25 @@ def test_report_refuses_a_file_as_its_folder_and_names_a_bad_ledger_or_cycle_fil
     code, err = report("--out", str(out), "--cycle", str(tmp_path / "missing.json"))
     assert code == 2 and "No such file" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--jobs", "0"], "--jobs must be at least 1"),
+        (["--packages", "ctr_a", "--k", "1"], "not both"),
+        (["--min-gain", "-1"], "--min-gain -1: the rule's percentages are 0 or more"),
+        (["--max-regression", "-0.5"], "--max-regression -0.5"),
+        (["--confidence", "1.5"], "--confidence must be between 0 and 1"),
+        (["--seeds", "0"], "--seeds must be at least 1"),
+    ],
+)
+def test_qualify_refuses_a_rule_or_plan_it_cannot_mean_and_the_ledger_stays_as_it_was(
+    template_repo, capsys, args, message
+):
+    ledger = template_repo / "ledger.jsonl"
+    before = ledger.read_bytes() if ledger.exists() else None
+    assert main(["--repo", str(template_repo), "qualify", "emb_wd", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert (ledger.read_bytes() if ledger.exists() else None) == before

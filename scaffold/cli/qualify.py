@@ -65,13 +65,29 @@ def candidate_of(repo, name: str, settings: dict):
     return ad_hoc(name, merged, questions(repo.root), training_defaults(config_path(repo.root)))
 
 
-def run(args, console) -> int:
-    repo = repo_of(args)
-    technique = candidate_of(repo, args.technique, parse_data(args.set, "--set"))
+def _check_args(args) -> None:
+    """Refuse what the qualification cannot mean, before any training (and before the ledger sees it)."""
     if args.seeds < 1:
         raise SmtError("--seeds must be at least 1")
     if args.guard_seeds < 0:
         raise SmtError("--guard-seeds must be 0 (no guard) or more")
+    if args.jobs is not None and args.jobs < 1:
+        raise SmtError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.packages and args.k is not None:
+        raise SmtError("give --packages (these packages) or --k (a subset of that size), not both")
+    bounds = {"--min-gain": args.min_gain, "--max-regression": args.max_regression}
+    bounds["--guard-regression"] = args.guard_regression
+    negative = [f"{flag} {value:g}" for flag, value in bounds.items() if value < 0]
+    if negative:
+        raise SmtError(f"{', '.join(negative)}: the rule's percentages are 0 or more")
+    if not 0 < args.confidence < 1:
+        raise SmtError(f"--confidence must be between 0 and 1 (e.g. 0.95), got {args.confidence:g}")
+
+
+def run(args, console) -> int:
+    repo = repo_of(args)
+    technique = candidate_of(repo, args.technique, parse_data(args.set, "--set"))
+    _check_args(args)
     subset_info, guard = None, []
     if args.packages:
         packages = discover(repo, args.packages.split(","), fleet_of(args))
