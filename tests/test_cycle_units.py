@@ -664,7 +664,6 @@ def test_report_refuses_a_file_as_its_folder_and_names_a_bad_ledger_or_cycle_fil
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--jobs", "0"], "--jobs must be at least 1"),
         (["--packages", "ctr_a", "--k", "1"], "not both"),
         (["--min-gain", "-1"], "--min-gain -1: the rule's percentages are 0 or more"),
         (["--max-regression", "-0.5"], "--max-regression -0.5"),
@@ -681,3 +680,11 @@ def test_qualify_refuses_a_rule_or_plan_it_cannot_mean_and_the_ledger_stays_as_i
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
     assert (ledger.read_bytes() if ledger.exists() else None) == before
+
+
+@pytest.mark.parametrize("command", [["sync"], ["status"], ["check"], ["adopt", "emb_wd"], ["qualify", "emb_wd"]])
+def test_every_jobs_option_takes_one_worker_or_more(template_repo, capsys, command):
+    for value, message in (("0", "must be at least 1, got 0"), ("two", "must be a whole number of workers")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["--repo", str(template_repo), *command, "--jobs", value])
+        assert exit_.value.code == 2 and f"argument --jobs: {message}" in capsys.readouterr().err

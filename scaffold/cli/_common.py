@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import yaml
@@ -33,3 +34,14 @@ def fleet_of(args) -> Path | None:
 
 
 REF_HELP = "template version: release tag or commit (default: the latest release tag, else HEAD)"
+
+
+def worker_count(text: str) -> int:
+    """argparse type of ``--jobs``: a whole number of workers, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of workers, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

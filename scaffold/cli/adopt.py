@@ -9,7 +9,7 @@ from rich.table import Table
 from ..adopt import adopt
 from ..errors import SmtError
 from ..techniques import load_catalogue
-from ._common import fleet_of, repo_of
+from ._common import fleet_of, repo_of, worker_count
 
 HELP = (
     "make qualified techniques template defaults: CHANGELOG, release, sync of the fleet, ledger (one command); "
@@ -20,7 +20,7 @@ HELP = (
 def register(p) -> None:
     p.add_argument("techniques", nargs="+", help="techniques of techniques.yml with an accepted qualification")
     p.add_argument("--override-reason", metavar="TEXT", help="adopt without an accepted qualification (recorded)")
-    p.add_argument("--jobs", type=int, help="parallel sync workers (default: CPU count)")
+    p.add_argument("--jobs", type=worker_count, help="parallel sync workers (default: CPU count)")
     p.add_argument("--no-test", action="store_true", help="skip each package's fast tests after its update (recorded)")
     p.add_argument("--json", action="store_true", help="print the ledger record")
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from ..check import check_fleet
-from ._common import fleet_of, repo_of
+from ._common import fleet_of, repo_of, worker_count
 
 HELP = "CI gate: fail if a package is behind the template, has undeclared drift, or unmerged state"
 
 
 def register(p) -> None:
-    p.add_argument("--jobs", type=int, help="parallel render workers (default: CPU count)")
+    p.add_argument("--jobs", type=worker_count, help="parallel render workers (default: CPU count)")
 
 
 def run(args, console) -> int:

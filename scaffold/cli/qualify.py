@@ -15,7 +15,7 @@ from ..ledger import append, ledger_path
 from ..qualify import Plan, Rule, qualify, without_effect
 from ..techniques import ad_hoc, load_catalogue
 from ..template import questions
-from ._common import fleet_of, parse_data, repo_of
+from ._common import fleet_of, parse_data, repo_of, worker_count
 from .subset import fleet_subset
 
 HELP = "qualify a technique on a representative subset at neutral capacity; decide and record it in the ledger"
@@ -33,7 +33,7 @@ def register(p) -> None:
     p.add_argument("--packages", help="comma-separated packages instead of the representative subset")
     p.add_argument("--k", type=int, help="size of the representative subset (default: ceil(sqrt(packages)))")
     p.add_argument("--seeds", type=int, default=3, help="seeds per arm, paired (default 3)")
-    p.add_argument("--jobs", type=int, help="trainings at once in the local process pool (default: cores / 2)")
+    p.add_argument("--jobs", type=worker_count, help="trainings at once in the local process pool (default: cores / 2)")
     p.add_argument("--ray", metavar="ADDRESS", help="run the trainings on Ray ('local' starts a local instance)")
     p.add_argument("--data", default="build/data", help="task data root: DATA/<package>/{train,valid,test}.parquet")
     p.add_argument("--min-gain", type=float, default=Rule.min_gain, help="percent (default %(default)s)")
@@ -71,8 +71,6 @@ def _check_args(args) -> None:
         raise SmtError("--seeds must be at least 1")
     if args.guard_seeds < 0:
         raise SmtError("--guard-seeds must be 0 (no guard) or more")
-    if args.jobs is not None and args.jobs < 1:
-        raise SmtError(f"--jobs must be at least 1, got {args.jobs}")
     if args.packages and args.k is not None:
         raise SmtError("give --packages (these packages) or --k (a subset of that size), not both")
     bounds = {"--min-gain": args.min_gain, "--max-regression": args.max_regression}

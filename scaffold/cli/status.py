@@ -7,7 +7,7 @@ import json
 from rich.table import Table
 
 from ..status import fleet_status
-from ._common import fleet_of, repo_of
+from ._common import fleet_of, repo_of, worker_count
 
 HELP = "show every package's template version, techniques, drift and state"
 
@@ -15,7 +15,7 @@ HELP = "show every package's template version, techniques, drift and state"
 def register(p) -> None:
     p.add_argument("names", nargs="*", help="only these packages")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--jobs", type=int, help="parallel render workers (default: CPU count)")
+    p.add_argument("--jobs", type=worker_count, help="parallel render workers (default: CPU count)")
 
 
 def run(args, console) -> int:

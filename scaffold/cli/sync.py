@@ -9,7 +9,7 @@ from rich.table import Table
 
 from ..fleet import discover
 from ..sync import REACHED, WOULD_UPDATE, sync_fleet
-from ._common import REF_HELP, fleet_of, parse_data, repo_of
+from ._common import REF_HELP, fleet_of, parse_data, repo_of, worker_count
 
 HELP = "update packages to a template version (3-way merge, per-package transaction, tests after update)"
 
@@ -17,7 +17,7 @@ HELP = "update packages to a template version (3-way merge, per-package transact
 def register(p) -> None:
     p.add_argument("names", nargs="*", help="only these packages (default: the whole fleet)")
     p.add_argument("--ref", "--to", help=REF_HELP)  # --to: DESIGN §4's spelling
-    p.add_argument("--jobs", type=int, help="parallel planning workers (default: CPU count)")
+    p.add_argument("--jobs", type=worker_count, help="parallel planning workers (default: CPU count)")
     p.add_argument("--dry-run", action="store_true", help="plan and report; write nothing")
     p.add_argument("--no-test", action="store_true", help="skip each package's fast tests after its update")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="change an answer (adopt)")
