@@ -332,3 +332,18 @@ def test_wrong_checksum_and_offline_leave_the_cache_empty(tmp_path):
     with pytest.raises(SmtError, match="could not download smtfake==2.0 through pip"):
         fetch_archive(tmp_path / "cache", Archive("smtfake==2.0", "smtfake-2.0-py3-none-any.whl", "0" * 64), local)
     assert [p.name for p in (tmp_path / "cache").iterdir()] == []
+
+
+@pytest.mark.parametrize("flag", ["--out", "--cache"])
+def test_fetch_refuses_a_file_where_its_folder_goes_before_it_fetches(tmp_path, capsys, flag):
+    from scaffold.cli import main
+
+    from .helpers import REPO
+
+    taken = tmp_path / "taken"
+    taken.write_text("mine\n")
+    others = ["--out", str(tmp_path / "data")] if flag == "--cache" else []
+    assert main(["--repo", str(REPO), "data", "fetch", "adult_income", flag, str(taken), *others]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{flag} {taken} is a file" in err and taken.read_text() == "mine\n"
+    assert not (tmp_path / "data").exists()

@@ -45,3 +45,10 @@ def worker_count(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def folder(path: Path, flag: str, what: str) -> Path:
+    """``path`` for a folder this command writes ``what`` into: a one-line error when a file is in its place."""
+    if path.exists() and not path.is_dir():
+        raise SmtError(f"{flag} {path} is a file; {what} go in a folder: pick a new path")
+    return path

