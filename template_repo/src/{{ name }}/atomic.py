@@ -11,6 +11,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import ConfigError
+
 
 @contextlib.contextmanager
 def replacing(path: str | Path) -> Iterator[Path]:
@@ -24,7 +26,7 @@ def replacing(path: str | Path) -> Iterator[Path]:
     ('{}', ['metrics.json'])
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent, f"cannot write {path}")
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
         yield tmp
@@ -44,3 +46,12 @@ def write_text(path: str | Path, text: str) -> None:
     """Replace ``path`` with ``text`` atomically."""
     with replacing(path) as tmp:
         tmp.write_text(text)
+
+
+def make_folder(folder: str | Path, what: str) -> None:
+    """``mkdir -p folder``, or a one-line ConfigError (``what``: the failed action) when a file is in the way."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocked = next(p for p in (Path(folder), *Path(folder).parents) if p.exists() and not p.is_dir())
+        raise ConfigError(f"{what}: {blocked} is a file, not a folder; pick another path") from None
