@@ -262,3 +262,14 @@ def test_declaring_file_columns_keeps_earlier_checkpoints_usable(trained, tiny_s
     laid_out = schema_from_dict({**tiny_schema.to_dict(), "file_columns": list(reversed(tiny_schema.columns))})
     model, _, _ = load_trained(run, laid_out)  # a change of file layout only: the model still loads
     assert model is not None
+
+
+def test_an_output_under_a_file_is_one_clear_error_and_the_file_stays(tmp_path, schema, capsys):
+    blocker = tmp_path / "taken"
+    blocker.write_text("mine\n")
+    good = _write(tmp_path, _good())
+    with pytest.raises(ConfigError, match=f"--out {blocker / 'run'}: {blocker} is a file, not a folder"):
+        train(good, good, blocker / "run", config_from_dict({}), schema, show_progress=False)
+    assert main(["synth", "--rows", "10", "--out", str(blocker / "deeper" / "x.parquet")]) == 2
+    assert f"cannot write {blocker / 'deeper' / 'x.parquet'}: {blocker} is a file" in capsys.readouterr().err
+    assert blocker.read_text() == "mine\n"

@@ -11,10 +11,15 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import ConfigError, ModelError
+
 
 @contextlib.contextmanager
-def replacing(path: str | Path) -> Iterator[Path]:
+def replacing(path: str | Path, error: type[ModelError] = ConfigError, what: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (same suffix); on success, fsync it and rename it over ``path``.
+
+    A file where ``path``'s folder should be is ``error`` (``what``: the failed action, default "cannot write
+    PATH"); the caller picks the type its own callers expect.
 
     >>> import tempfile
     >>> target = Path(tempfile.mkdtemp()) / "metrics.json"
@@ -24,7 +29,7 @@ def replacing(path: str | Path) -> Iterator[Path]:
     ('{}', ['metrics.json'])
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent, what or f"cannot write {path}", error)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
         yield tmp
@@ -44,3 +49,12 @@ def write_text(path: str | Path, text: str) -> None:
     """Replace ``path`` with ``text`` atomically."""
     with replacing(path) as tmp:
         tmp.write_text(text)
+
+
+def make_folder(folder: str | Path, what: str, error: type[ModelError] = ConfigError) -> None:
+    """``mkdir -p folder``, or a one-line ``error`` (``what``: the failed action) when a file is in the way."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocked = next(p for p in (Path(folder), *Path(folder).parents) if p.exists() and not p.is_dir())
+        raise error(f"{what}: {blocked} is a file, not a folder; pick another path") from None

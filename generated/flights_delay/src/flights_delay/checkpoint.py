@@ -45,7 +45,7 @@ def make_meta(spec: ModelSpec, schema: FeatureSchema, preprocessor_json: str, si
 
 
 def save(payload: dict, path: Path) -> None:
-    with replacing(path) as tmp:
+    with replacing(path, CheckpointError, f"cannot write checkpoint {path}") as tmp:
         torch.save(payload, tmp)
 
 
@@ -141,7 +141,7 @@ def _write(payload: dict, path: Path, stop: threading.Event | None = None) -> No
         if stop is None:
             save(payload, path)
             return
-        with replacing(path) as tmp, open(tmp, "wb") as fh:
+        with replacing(path, CheckpointError, f"cannot write checkpoint {path}") as tmp, open(tmp, "wb") as fh:
             torch.save(payload, _StoppableFile(fh, stop))
     except OSError as exc:
         raise CheckpointError(

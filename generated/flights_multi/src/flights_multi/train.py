@@ -103,6 +103,9 @@ def train(
         raise ConfigError(f"--test {test_path} is not a file: give the held-out split to score the kept model on")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; training writes a directory (checkpoints, log): pick a new path")
+    blocked = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocked is not None:  # refused before any data is read, not after the encoding
+        raise ConfigError(f"--out {out}: {blocked} is a file, not a folder; pick a new path")
     last_path = out / ckpt.LAST
     if last_path.exists() and not resume:
         raise ConfigError(f"{out} already holds a training run; pass --resume to continue it or pick a new --out")
@@ -205,7 +208,7 @@ class _Run:
         self.saved_at = 0.0  # train seconds at the last resumable checkpoint
         self.progress_lines, self._line_at = False, 0.0  # plain progress lines on stderr (set by fit)
         if world.is_main:
-            out.mkdir(parents=True, exist_ok=True)
+            atomic.make_folder(out, f"cannot make the training folder --out {out}")
 
     def restore(self, payload: dict) -> None:
         """Continue from ``last.pt``: a finished run's holds no optimizer state, and needs none (``_save_last``)."""
