@@ -273,3 +273,7 @@ def test_an_output_under_a_file_is_one_clear_error_and_the_file_stays(tmp_path, 
     assert main(["synth", "--rows", "10", "--out", str(blocker / "deeper" / "x.parquet")]) == 2
     assert f"cannot write {blocker / 'deeper' / 'x.parquet'}: {blocker} is a file" in capsys.readouterr().err
     assert blocker.read_text() == "mine\n"
+    dangling = tmp_path / "link"
+    dangling.symlink_to(tmp_path / "gone")  # a broken link where the folder goes
+    assert main(["synth", "--rows", "10", "--out", str(dangling / "x.parquet")]) == 2
+    assert f"{dangling} is a broken link, not a folder" in capsys.readouterr().err

@@ -56,5 +56,7 @@ def make_folder(folder: str | Path, what: str, error: type[ModelError] = ConfigE
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        blocked = next(p for p in (Path(folder), *Path(folder).parents) if p.exists() and not p.is_dir())
-        raise error(f"{what}: {blocked} is a file, not a folder; pick another path") from None
+        chain = (Path(folder), *Path(folder).parents)
+        blocked = next((p for p in chain if (p.exists() or p.is_symlink()) and not p.is_dir()), Path(folder))
+        kind = "a file" if blocked.exists() else "a broken link"
+        raise error(f"{what}: {blocked} is {kind}, not a folder; pick another path") from None
