@@ -26,7 +26,7 @@ import os
 import platform
 from pathlib import Path
 
-from benchmarks.results_files import write_results
+from scaffold.results import write_results
 
 FIXED_EPS = 1e-8  # Adam's ε of the template's embedding optimizer (scaled above the tuned batch in v0.7.35-36 only)
 QUANTILES = (0.1, 0.5, 0.9)

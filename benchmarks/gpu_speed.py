@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.results_files import write_results
+from scaffold.results import write_results
 
 SETUP = {"cap": 1_000_000, "embedding_dim": 16, "mlp": (512, 256), "dcn_rank": 64, "dcn_layers": 2}
 PHASES = ("startup", "imports", "read", "fit", "encode", "cache_write", "cache_load", "stage", "build", "steps")

@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.results_files import write_results
+from scaffold.results import write_results
 from scaffold.speed import machine, package_import_name, template_version
 
 WATCHED = ("pyarrow", "torch._dynamo", "yaml", "numpy")

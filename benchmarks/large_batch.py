@@ -28,8 +28,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.results_files import write_results
 from scaffold.package_cli import PackageCLI, mean_ne
+from scaffold.results import write_results
 
 RECIPES = {
     "none": ["lr_scaling=none"],

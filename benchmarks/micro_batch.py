@@ -21,7 +21,7 @@ import statistics
 import time
 from pathlib import Path
 
-from benchmarks.results_files import write_results
+from scaffold.results import write_results
 
 
 def main() -> None:

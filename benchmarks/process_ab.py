@@ -31,9 +31,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.results_files import write_results
 from scaffold import _git, runner
 from scaffold.package_cli import PackageCLI, mean_ne
+from scaffold.results import write_results
 from scaffold.speed import machine, package_import_name, template_version, timed_train
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,8 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.results_files import write_results
 from scaffold.package_cli import PackageCLI, mean_ne
+from scaffold.results import write_results
 from scaffold.scratch import scratch_dir
 
 WAYS = ("train --test", "train + evaluate")

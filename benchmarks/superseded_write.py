@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.results_files import write_results
+from scaffold.results import write_results
 from scaffold.speed import machine, package_import_name
 
 

@@ -295,7 +295,7 @@ def test_micro_batch_report_reads_its_results_file_and_a_batch_never_timed_in_on
 
 @pytest.mark.parametrize("out", ["v0.7.40", "v0.7.40.json", "v0.7.40.md"])
 def test_results_files_keep_every_dot_of_the_name_they_are_given(tmp_path, out):
-    from benchmarks.results_files import write_results
+    from scaffold.results import write_results
 
     write_results(tmp_path / "runs" / out, {"ne": 0.74}, "| ne |\n")
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["v0.7.40.json", "v0.7.40.md"]

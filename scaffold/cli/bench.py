@@ -25,6 +25,7 @@ from ..quality import (
     task_path,
     template_questions,
 )
+from ..results import results_stem, write_results
 from ..scratch import scratch_dir
 from ..speed import INTERACTIONS, SpeedSetup, bench_package, bench_peer, make_dataset, render_package
 from ..speed import report as speed_report
@@ -189,10 +190,7 @@ def _speed(args, console) -> int:
     malformed = sorted({a for v in variants for a in v if not all(a.partition("=")[::2])})  # key and value set
     if malformed:
         raise SmtError(f"training options are key=value; got {malformed} (e.g. --variant 'compile=true')")
-    out = None
-    if args.out:  # OUT.md and OUT.json; a .md or .json ending is taken off, any other dot kept
-        out = _output_file(args.out, "--out")
-        out = out.with_suffix("") if out.suffix in (".md", ".json") else out
+    out = results_stem(_output_file(args.out, "--out")) if args.out else None  # OUT.md and OUT.json
     with contextlib.ExitStack() as stack:
         work = Path(args.work).absolute() if args.work else stack.enter_context(scratch_dir("bench"))
         results = []
@@ -210,6 +208,5 @@ def _speed(args, console) -> int:
     markdown, payload = speed_report(results, setup)
     console.print(markdown)
     if out is not None:
-        (out.parent / f"{out.name}.md").write_text(markdown + "\n")
-        (out.parent / f"{out.name}.json").write_text(json.dumps(payload, indent=2) + "\n")
+        write_results(out, payload, markdown + "\n")
     return 0
