@@ -50,8 +50,6 @@ def run_demo(
     Bounded by epochs, never by wall time: the same machine prints the same metrics on every run (seeded data,
     seeded model, a data order that depends only on the seed).
     """
-    if workdir.exists() and not workdir.is_dir():
-        raise SmtError(f"--workdir {workdir} is a file; the demo needs a folder to render its package into")
     if epochs < 1 or rows < 5:
         raise SmtError(
             f"the demo needs --epochs >= 1 and --rows >= 5 (valid and test get a fifth each); "

@@ -649,6 +649,8 @@ def test_report_refuses_a_file_as_its_folder_and_names_a_bad_ledger_or_cycle_fil
     taken.write_text("mine\n")
     code, err = report("--out", str(taken))
     assert code == 2 and "is a file; the report's index.html" in err and taken.read_text() == "mine\n"
+    code, err = report("--out", str(taken / "report"))
+    assert code == 2 and f"{taken} is a file, not a folder" in err and taken.read_text() == "mine\n"
     out = tmp_path / "report"
     code, err = report("--out", str(out), "--ledger", str(tmp_path / "nope.jsonl"))
     assert code == 2 and "--ledger" in err and "is not a file" in err

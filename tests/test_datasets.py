@@ -335,7 +335,8 @@ def test_wrong_checksum_and_offline_leave_the_cache_empty(tmp_path):
 
 
 @pytest.mark.parametrize("flag", ["--out", "--cache"])
-def test_fetch_refuses_a_file_where_its_folder_goes_before_it_fetches(tmp_path, capsys, flag):
+@pytest.mark.parametrize("below", [False, True])
+def test_fetch_refuses_a_file_where_its_folder_goes_before_it_fetches(tmp_path, capsys, flag, below):
     from scaffold.cli import main
 
     from .helpers import REPO
@@ -343,7 +344,9 @@ def test_fetch_refuses_a_file_where_its_folder_goes_before_it_fetches(tmp_path, 
     taken = tmp_path / "taken"
     taken.write_text("mine\n")
     others = ["--out", str(tmp_path / "data")] if flag == "--cache" else []
-    assert main(["--repo", str(REPO), "data", "fetch", "adult_income", flag, str(taken), *others]) == 2
+    path = taken / "sub" if below else taken
+    assert main(["--repo", str(REPO), "data", "fetch", "adult_income", flag, str(path), *others]) == 2
     err = capsys.readouterr().err.strip()
-    assert f"{flag} {taken} is a file" in err and taken.read_text() == "mine\n"
+    said = f"{flag} {path}: {taken} is a file, not a folder" if below else f"{flag} {taken} is a file"
+    assert said in err and "\n" not in err and taken.read_text() == "mine\n"
     assert not (tmp_path / "data").exists()

@@ -37,7 +37,9 @@ def test_demo_runs_the_whole_loop_and_prints_the_same_metrics_every_time(tmp_pat
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--workdir", "FILE"], "is a file; the demo needs a folder"),
+        (["--workdir", "FILE"], "is a file; the demo's package and data go in a folder"),
+        (["--workdir", "FILE/sub"], "taken is a file, not a folder"),
+        (["--workdir", "LINK/sub"], "link is a broken link, not a folder"),
         (["--epochs", "0"], "got --epochs 0 --rows 100000"),
         (["--rows", "3"], "got --epochs 3 --rows 3"),
     ],
@@ -45,7 +47,8 @@ def test_demo_runs_the_whole_loop_and_prints_the_same_metrics_every_time(tmp_pat
 def test_demo_refuses_what_it_cannot_run_before_it_renders(tmp_path, capsys, args, message):
     taken = tmp_path / "taken"
     taken.write_text("mine\n")
-    args = [str(taken) if a == "FILE" else a for a in args]
+    (tmp_path / "link").symlink_to(tmp_path / "gone")
+    args = [a.replace("FILE", str(taken)).replace("LINK", str(tmp_path / "link")) for a in args]
     assert main(["--repo", str(REPO), "demo", *args]) == 2
     err = capsys.readouterr().err.strip()
-    assert message in err and "\n" not in err and taken.read_text() == "mine\n"
+    assert message in err and "\n" not in err and taken.read_text() == "mine\n" and not (tmp_path / "gone").exists()

@@ -218,7 +218,7 @@ def test_quality_report_compares_the_template_with_the_tuned_per_model_baseline(
         (["--seeds", "0"], "--seeds must be at least 1"),
         (["--peers", "DCN,Nope"], r"unknown peer\(s\) \['Nope'\]"),
         (["--variant", "wide"], "must look like NAME:key=value"),
-        (["--out", "FILE/runs.json"], "a file is in the way"),
+        (["--out", "FILE/runs.json"], "taken is a file, not a folder"),
         (["--plot", "DIR"], "is a folder; give a file name"),
     ],
 )

@@ -107,7 +107,8 @@ def test_bench_speed_rejects_a_variant_that_is_not_key_value(template_repo):
     [
         (["--rows", "0"], "--rows must be at least 10"),
         (["--peers", "LightGBM"], r"unknown DeepCTR-Torch model\(s\) \['LightGBM'\]"),
-        (["--peers", "", "--out", "FILE/speed"], "a file is in the way"),
+        (["--peers", "", "--out", "FILE/speed"], "taken is a file, not a folder"),
+        (["--peers", "", "--work", "FILE/work"], "--work .*taken/work: .*taken is a file, not a folder"),
     ],
 )
 def test_bench_speed_refuses_bad_arguments_before_it_renders(template_repo, tmp_path, capsys, args, message):

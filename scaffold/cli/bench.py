@@ -29,7 +29,7 @@ from ..results import results_stem, write_results
 from ..scratch import scratch_dir
 from ..speed import INTERACTIONS, SpeedSetup, bench_package, bench_peer, make_dataset, render_package
 from ..speed import report as speed_report
-from ._common import fleet_of, repo_of
+from ._common import fleet_of, folder, in_the_way, repo_of
 
 HELP = "benchmarks: `quality` (test metrics of fleet packages on real tasks), `speed` (train/serve speed vs peers)"
 
@@ -118,7 +118,8 @@ def _output_file(value: str, flag: str) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        raise SmtError(f"{flag} {path}: a file is in the way of its folder {path.parent}") from None
+        blocked = in_the_way(path.parent) or f"{path.parent} is in the way"  # the latter: it changed since mkdir
+        raise SmtError(f"{flag} {path}: {blocked}, not a folder; pick a new path") from None
     except OSError as exc:
         raise SmtError(f"{flag} {path}: cannot make its folder {path.parent} ({exc.strerror})") from None
     return path
@@ -191,8 +192,9 @@ def _speed(args, console) -> int:
     if malformed:
         raise SmtError(f"training options are key=value; got {malformed} (e.g. --variant 'compile=true')")
     out = results_stem(_output_file(args.out, "--out")) if args.out else None  # OUT.md and OUT.json
+    work_dir = folder(Path(args.work).absolute(), "--work", "the data and packages") if args.work else None
     with contextlib.ExitStack() as stack:
-        work = Path(args.work).absolute() if args.work else stack.enter_context(scratch_dir("bench"))
+        work = work_dir if work_dir is not None else stack.enter_context(scratch_dir("bench"))
         results = []
         with console.status("speed") as status:
             status.update(f"writing a Criteo-shaped set of {setup.rows:,} rows")

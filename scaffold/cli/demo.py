@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from rich.table import Table
 
 from ..demo import run_demo
-from ._common import repo_of
+from ._common import folder, repo_of
 
 HELP = "render a fresh package, train it on synthetic data, evaluate, export; print metrics and capacity"
 ALL_ROWS = "synthetic train rows (default 100,000; valid and test get a fifth each)"
@@ -23,10 +22,8 @@ def register(p) -> None:
 
 def run(args, console) -> int:
     repo = repo_of(args)
-    workdir = Path(args.workdir)
-    result = run_demo(
-        repo, workdir if workdir.is_absolute() else repo.root / workdir, args.epochs, args.rows, echo=console.print
-    )
+    workdir = folder(repo.root / args.workdir, "--workdir", "the demo's package and data")  # an absolute one stays
+    result = run_demo(repo, workdir, args.epochs, args.rows, echo=console.print)
     train = result.train
     console.print(
         f"trained {train.steps} steps in {train.train_seconds:.1f} s "
