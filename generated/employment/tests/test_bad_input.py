@@ -26,6 +26,7 @@ LABELS = list(SPEC.events)
         ({"labels": LABELS, "dense": [{"name": "x", "transform": "sqrt"}]}, "unknown transform 'sqrt'"),
         ({"labels": LABELS, "sparse": [{"name": "x", "encoding": "bloom"}]}, "unknown encoding"),
         ({"labels": LABELS, "sparse": [{"name": "x", "encoding": "hash"}]}, "needs buckets"),
+        ({"labels": LABELS, "sparse": [{"name": "x", "buckets": 100}]}, "has buckets but vocab encoding"),
         ({"sparse": ["a"]}, "'labels' must list"),
         ({"labels": LABELS}, "declares no feature"),
         ({"labels": LABELS, "dense": ["x"], "colour": 1}, "unknown key"),
@@ -277,3 +278,5 @@ def test_an_output_under_a_file_is_one_clear_error_and_the_file_stays(tmp_path, 
     dangling.symlink_to(tmp_path / "gone")  # a broken link where the folder goes
     assert main(["synth", "--rows", "10", "--out", str(dangling / "x.parquet")]) == 2
     assert f"{dangling} is a broken link, not a folder" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match=f"--out {dangling / 'run'}: {dangling} is a broken link, not a folder"):
+        train(tmp_path / "unread.parquet", good, dangling / "run", config_from_dict({}), schema, show_progress=False)

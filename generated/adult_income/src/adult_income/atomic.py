@@ -56,7 +56,23 @@ def make_folder(folder: str | Path, what: str, error: type[ModelError] = ConfigE
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        chain = (Path(folder), *Path(folder).parents)
-        blocked = next((p for p in chain if (p.exists() or p.is_symlink()) and not p.is_dir()), Path(folder))
-        kind = "a file" if blocked.exists() else "a broken link"
-        raise error(f"{what}: {blocked} is {kind}, not a folder; pick another path") from None
+        blocked = in_the_way(folder) or f"{folder} is in the way"  # the latter: it changed since mkdir failed
+        raise error(f"{what}: {blocked}, not a folder; pick another path") from None
+
+
+def in_the_way(folder: str | Path) -> str | None:
+    """What stops ``mkdir -p folder``: "P is a file" or "P is a broken link", P the outermost of ``folder`` and its
+    parents that is one; None when nothing is.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> _ = (root / "taken").write_text("mine")
+    >>> in_the_way(root / "taken" / "run") == f"{root / 'taken'} is a file", in_the_way(root / "new" / "run")
+    (True, None)
+    """
+    for path in reversed((Path(folder), *Path(folder).parents)):
+        if path.is_symlink() and not path.exists():
+            return f"{path} is a broken link"
+        if path.exists() and not path.is_dir():
+            return f"{path} is a file"
+    return None

@@ -197,6 +197,11 @@ def _check_schema(schema: FeatureSchema, source: str) -> None:
             )
         if f.encoding == "hash" and (not isinstance(f.buckets, int) or f.buckets < 2):
             raise SchemaError(f"{source}: hashed feature '{f.name}' needs buckets >= 2, e.g. buckets: 100000")
+        if f.encoding == "vocab" and f.buckets != 0:  # a vocabulary sizes itself: an ignored option would mislead
+            raise SchemaError(
+                f"{source}: sparse feature '{f.name}' has buckets but vocab encoding; "
+                f"add encoding: hash to hash it into {f.buckets!r} buckets, or drop buckets"
+            )
     for f in (*schema.sparse, *schema.multi_hot):
         if not isinstance(f.min_count, int) or f.min_count < 1:
             raise SchemaError(f"{source}: feature '{f.name}' needs min_count >= 1")

@@ -45,8 +45,13 @@ def make_meta(spec: ModelSpec, schema: FeatureSchema, preprocessor_json: str, si
 
 
 def save(payload: dict, path: Path) -> None:
-    with replacing(path, CheckpointError, f"cannot write checkpoint {path}") as tmp:
+    with _replacing(path) as tmp:
         torch.save(payload, tmp)
+
+
+def _replacing(path: Path):
+    """``atomic.replacing`` for a checkpoint: a file where its folder goes is a CheckpointError."""
+    return replacing(path, CheckpointError, f"cannot write checkpoint {path}")
 
 
 class BackgroundWriter:
@@ -141,7 +146,7 @@ def _write(payload: dict, path: Path, stop: threading.Event | None = None) -> No
         if stop is None:
             save(payload, path)
             return
-        with replacing(path, CheckpointError, f"cannot write checkpoint {path}") as tmp, open(tmp, "wb") as fh:
+        with _replacing(path) as tmp, open(tmp, "wb") as fh:
             torch.save(payload, _StoppableFile(fh, stop))
     except OSError as exc:
         raise CheckpointError(

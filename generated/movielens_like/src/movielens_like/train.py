@@ -103,9 +103,9 @@ def train(
         raise ConfigError(f"--test {test_path} is not a file: give the held-out split to score the kept model on")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; training writes a directory (checkpoints, log): pick a new path")
-    blocked = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    blocked = atomic.in_the_way(out)
     if blocked is not None:  # refused before any data is read, not after the encoding
-        raise ConfigError(f"--out {out}: {blocked} is a file, not a folder; pick a new path")
+        raise ConfigError(f"--out {out}: {blocked}, not a folder; pick a new path")
     last_path = out / ckpt.LAST
     if last_path.exists() and not resume:
         raise ConfigError(f"{out} already holds a training run; pass --resume to continue it or pick a new --out")
