@@ -7,6 +7,7 @@ be a question of ``copier.yml`` (and one of its choices), every training option 
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,27 +179,49 @@ def pinned_training(package: Package) -> dict:
 
 def is_on(technique: Technique, package: Package) -> bool:
     """Whether every switch of ``technique`` has its 'on' value in ``package`` (answers and effective options)."""
-    if technique.schema:
-        return _schema_on(technique.schema, package)
-    answers = package.questions
-    if any(answers.get(k) != v for k, v in technique.answers.items()):
-        return False
-    training = package_training(package) if technique.training else {}
-    return all(training.get(k) == v for k, v in technique.training.items())
+    return _is_on(technique, _PackageFiles(package))
 
 
 def enabled(catalogue: dict[str, Technique], package: Package) -> list[str]:
-    """The ids of the catalogue's techniques that ``package`` has on, in catalogue order (``is_on``)."""
-    return [tid for tid, technique in catalogue.items() if is_on(technique, package)]
+    """The ids of the catalogue's techniques that ``package`` has on, in catalogue order (``is_on``); the
+    package's files are read once for the whole catalogue."""
+    files = _PackageFiles(package)
+    return [tid for tid, technique in catalogue.items() if _is_on(technique, files)]
 
 
-def _schema_on(schema: dict, package: Package) -> bool:
-    path = package.path / "src" / package.name / "features.yaml"
-    try:
-        raw = yaml.safe_load(path.read_text()) if path.is_file() else {}
-    except yaml.YAMLError:
-        raise SmtError(f"{path} is not valid YAML; fix its syntax") from None
-    features = (raw or {}).get(schema["section"]) or [] if isinstance(raw, dict) else []
+class _PackageFiles:
+    """What ``is_on`` reads of a package, each read at most once: its effective training options and its
+    features.yaml."""
+
+    def __init__(self, package: Package):
+        self.package = package
+
+    @functools.cached_property
+    def training(self) -> dict:
+        return package_training(self.package)
+
+    @functools.cached_property
+    def features(self) -> dict:
+        path = self.package.path / "src" / self.package.name / "features.yaml"
+        try:
+            raw = yaml.safe_load(path.read_text()) if path.is_file() else {}
+        except yaml.YAMLError:
+            raise SmtError(f"{path} is not valid YAML; fix its syntax") from None
+        return raw if isinstance(raw, dict) else {}
+
+
+def _is_on(technique: Technique, files: _PackageFiles) -> bool:
+    if technique.schema:
+        return _schema_on(technique.schema, files.features)
+    answers = files.package.questions
+    if any(answers.get(k) != v for k, v in technique.answers.items()):
+        return False
+    training = files.training if technique.training else {}
+    return all(training.get(k) == v for k, v in technique.training.items())
+
+
+def _schema_on(schema: dict, raw: dict) -> bool:
+    features = raw.get(schema["section"]) or []
     option = schema["option"]
     for feature in features if isinstance(features, list) else []:
         if isinstance(feature, dict) and feature.get(option) not in (None, False, 0):

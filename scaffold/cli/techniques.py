@@ -8,7 +8,7 @@ from rich.table import Table
 
 from ..fleet import discover
 from ..ledger import ledger_path, read
-from ..techniques import is_default, is_on, load_catalogue
+from ..techniques import enabled, is_default, load_catalogue
 from ._common import fleet_of, repo_of
 
 HELP = "list the technique catalogue (techniques.yml) with each technique's fleet state"
@@ -24,6 +24,7 @@ def technique_rows(repo, fleet_file=None) -> list[dict]:
     catalogue = load_catalogue(repo.root)
     packages = discover(repo, None, fleet_file)
     ledger = read(ledger_path(repo.root))
+    on = {p.name: enabled(catalogue, p) for p in packages if not p.problem}  # each package read once
     rows = []
     for technique in catalogue.values():
         last = ledger.last_qualification(technique.id)
@@ -37,7 +38,7 @@ def technique_rows(repo, fleet_file=None) -> list[dict]:
                 **technique.to_dict(),
                 "switch": technique.switch,
                 "default": is_default(technique, repo.root),
-                "on_in": [p.name for p in packages if not p.problem and is_on(technique, p)],
+                "on_in": [name for name, ids in on.items() if technique.id in ids],
                 "qualification": (
                     {k: last[k] for k in ("id", "decision", "template_version", "date")}
                     | {"delta": last["aggregate"]["delta"], "ci": last["aggregate"]["ci"]}
