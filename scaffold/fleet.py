@@ -83,6 +83,8 @@ def discover(repo: TemplateRepo, names: list[str] | None = None, fleet_file: Pat
 
 def _listed(fleet_file: Path) -> list[Path]:
     """Package directories listed in a fleet file (YAML ``packages: [path, …]``, relative to the file)."""
+    if not fleet_file.is_file():
+        raise SmtError(f"fleet file {fleet_file} is not a file; give --fleet a YAML file that lists 'packages:'")
     try:
         data = yaml.safe_load(fleet_file.read_text())
     except (OSError, yaml.YAMLError) as exc:

@@ -16,6 +16,7 @@ import yaml
 from . import _copier
 from .errors import PackageExists, SmtError, TemplateDirty
 from .lock import fleet_lock
+from .paths import folder
 from .template import TemplateRepo, check_answer_keys
 
 
@@ -44,7 +45,7 @@ def new_package(
     the working tree instead (no version is recorded; for demos and template development).
     """
     started = time.perf_counter()
-    dest = (dest or repo.fleet_dir / name).resolve()
+    dest = folder(dest or repo.fleet_dir / name, "--dest", "a package's files").resolve()  # a link's, unresolved
     if dest.exists() and any(dest.iterdir()):
         raise PackageExists(f"{dest} already exists; pick another name or --dest, or delete it first")
     feature_text = _read_features(features) if features else None

@@ -671,17 +671,21 @@ def test_report_refuses_a_file_as_its_folder_and_names_a_bad_ledger_or_cycle_fil
         (["--max-regression", "-0.5"], "--max-regression -0.5"),
         (["--confidence", "1.5"], "--confidence must be between 0 and 1"),
         (["--seeds", "0"], "--seeds must be at least 1"),
+        (["--ledger", "FILE/ledger.jsonl"], "taken is a file, not a folder"),  # refused before the trainings
+        (["--ledger", "DIR"], "is a folder; give a file name"),
     ],
 )
 def test_qualify_refuses_a_rule_or_plan_it_cannot_mean_and_the_ledger_stays_as_it_was(
-    template_repo, capsys, args, message
+    template_repo, tmp_path, capsys, args, message
 ):
     ledger = template_repo / "ledger.jsonl"
     before = ledger.read_bytes() if ledger.exists() else None
+    (tmp_path / "taken").write_text("mine\n")
+    args = [a.replace("FILE", str(tmp_path / "taken")).replace("DIR", str(tmp_path)) for a in args]
     assert main(["--repo", str(template_repo), "qualify", "emb_wd", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
-    assert (ledger.read_bytes() if ledger.exists() else None) == before
+    assert (ledger.read_bytes() if ledger.exists() else None) == before and (tmp_path / "taken").read_text() == "mine\n"
 
 
 @pytest.mark.parametrize("command", [["sync"], ["status"], ["check"], ["adopt", "emb_wd"], ["qualify", "emb_wd"]])

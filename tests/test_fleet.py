@@ -165,3 +165,13 @@ def test_train_reports_what_evaluate_and_capacity_say_of_the_same_run(tmp_path):
     assert cli.accepts("train", "--test") and trained.test == tested and tested.rows == 100
     assert cli.evaluate(tmp_path / "run", test) == tested
     assert trained.capacity == cli.capacity(tmp_path / "run") == cli.run_capacity(trained, tmp_path / "run")
+
+
+@pytest.mark.parametrize("where", ["missing.yaml", "folder"])
+def test_a_fleet_file_that_is_not_a_file_is_one_line(tmp_path, capsys, where):
+    from scaffold.cli import main
+
+    (tmp_path / "folder").mkdir()
+    assert main(["--repo", str(REPO), "--fleet", str(tmp_path / where), "status"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"fleet file {tmp_path / where} is not a file" in err and "\n" not in err  # was "not readable YAML"

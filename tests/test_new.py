@@ -77,6 +77,19 @@ def test_existing_destination_is_refused(template_repo):
     assert (first.path / "README.md").read_text() == "mine\n"
 
 
+@pytest.mark.parametrize("where", ["FILE", "FILE/pkg", "LINK/pkg"])
+def test_a_destination_that_is_or_lies_under_a_file_or_broken_link_is_one_line(template_repo, tmp_path, capsys, where):
+    taken = tmp_path / "taken"
+    taken.write_text("mine\n")
+    (tmp_path / "link").symlink_to(tmp_path / "gone")
+    dest = where.replace("FILE", str(taken)).replace("LINK", str(tmp_path / "link"))
+    assert main(["--repo", str(template_repo), "new", "ctr_a", "--dest", dest]) == 2
+    err = capsys.readouterr().err.strip()
+    said = "is a file; a package's files go in a folder" if where == "FILE" else "is a file, not a folder"
+    said = "link is a broken link, not a folder" if where.startswith("LINK") else said
+    assert said in err and "\n" not in err and taken.read_text() == "mine\n" and not (tmp_path / "gone").exists()
+
+
 def test_uncommitted_template_change_is_refused(template_repo):
     (template_repo / "template_repo" / "NOTES.md").write_text("draft\n")
     with pytest.raises(TemplateDirty, match="commit them first"):

@@ -220,6 +220,7 @@ def test_quality_report_compares_the_template_with_the_tuned_per_model_baseline(
         (["--variant", "wide"], "must look like NAME:key=value"),
         (["--out", "FILE/runs.json"], "taken is a file, not a folder"),
         (["--plot", "DIR"], "is a folder; give a file name"),
+        ([], "no package has task data under"),  # an empty table and exit 0 before
     ],
 )
 def test_bench_quality_refuses_bad_arguments_before_it_trains(template_repo, tmp_path, capsys, args, message):

@@ -45,25 +45,3 @@ def worker_count(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
-
-
-def folder(path: Path, flag: str, what: str) -> Path:
-    """``path`` for a folder this command writes ``what`` into: a one-line error when a file is in its place, or
-    a file or a broken link is where one of its parents goes (checked, not made: nothing is written yet)."""
-    if path.exists() and not path.is_dir():
-        raise SmtError(f"{flag} {path} is a file; {what} go in a folder: pick a new path")
-    blocked = in_the_way(path)
-    if blocked is not None:
-        raise SmtError(f"{flag} {path}: {blocked}, not a folder; pick a new path")
-    return path
-
-
-def in_the_way(folder: Path) -> str | None:
-    """What would stop ``mkdir -p folder``: "P is a file" or "P is a broken link", P the outermost of ``folder``
-    and its parents that is one; None when nothing is."""
-    for path in reversed((folder, *folder.parents)):
-        if path.is_symlink() and not path.exists():
-            return f"{path} is a broken link"
-        if path.exists() and not path.is_dir():
-            return f"{path} is a file"
-    return None

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ..errors import SmtError
 from ..fleet import discover
+from ..paths import folder, output_file
 from ..quality import (
     PEERS,
     QualityPlan,
@@ -29,7 +30,7 @@ from ..results import results_stem, write_results
 from ..scratch import scratch_dir
 from ..speed import INTERACTIONS, SpeedSetup, bench_package, bench_peer, make_dataset, render_package
 from ..speed import report as speed_report
-from ._common import fleet_of, folder, in_the_way, repo_of
+from ._common import fleet_of, repo_of
 
 HELP = "benchmarks: `quality` (test metrics of fleet packages on real tasks), `speed` (train/serve speed vs peers)"
 
@@ -82,8 +83,8 @@ def run(args, console) -> int:
     unknown = [p for p in peers if p not in PEERS]
     if unknown:
         raise SmtError(f"unknown peer(s) {unknown}; choose from {sorted(PEERS)}")
-    plot_path = _output_file(args.plot, "--plot") if args.plot else None
-    out_path = _output_file(args.out, "--out") if args.out else None
+    plot_path = output_file(args.plot, "--plot") if args.plot else None
+    out_path = output_file(args.out, "--out") if args.out else None
     data_root = Path(args.data) if Path(args.data).is_absolute() else repo.root / args.data
     packages = [
         p
@@ -98,6 +99,8 @@ def run(args, console) -> int:
         baseline=parse_grid(args.baseline_shapes, args.baseline_lrs) if args.baseline else None,
         peers=peers,
     )
+    if not packages:
+        raise SmtError(f"no package has task data under {data_root}; run `smt data fetch` or pass --data")
     with console.status("training") as status:
         summaries = bench_quality(repo, packages, data_root, plan, status.update)
     _table(console, summaries)
@@ -107,22 +110,6 @@ def run(args, console) -> int:
     if out_path:
         out_path.write_text(json.dumps([[r.to_dict() for r in s.runs] for s in summaries], indent=2) + "\n")
     return 0
-
-
-def _output_file(value: str, flag: str) -> Path:
-    """``value`` as a file this command may write once it has run, checked before it runs: its folder is made
-    now, so a bad path fails in a second and not after the trainings."""
-    path = Path(value)
-    if path.is_dir():
-        raise SmtError(f"{flag} {path} is a folder; give a file name in it")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        blocked = in_the_way(path.parent) or f"{path.parent} is in the way"  # the latter: it changed since mkdir
-        raise SmtError(f"{flag} {path}: {blocked}, not a folder; pick a new path") from None
-    except OSError as exc:
-        raise SmtError(f"{flag} {path}: cannot make its folder {path.parent} ({exc.strerror})") from None
-    return path
 
 
 def _table(console, summaries: list[Summary]) -> None:
@@ -191,7 +178,7 @@ def _speed(args, console) -> int:
     malformed = sorted({a for v in variants for a in v if not all(a.partition("=")[::2])})  # key and value set
     if malformed:
         raise SmtError(f"training options are key=value; got {malformed} (e.g. --variant 'compile=true')")
-    out = results_stem(_output_file(args.out, "--out")) if args.out else None  # OUT.md and OUT.json
+    out = results_stem(output_file(args.out, "--out")) if args.out else None  # OUT.md and OUT.json
     work_dir = folder(Path(args.work).absolute(), "--work", "the data and packages") if args.work else None
     with contextlib.ExitStack() as stack:
         work = work_dir if work_dir is not None else stack.enter_context(scratch_dir("bench"))

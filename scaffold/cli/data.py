@@ -7,7 +7,8 @@ from pathlib import Path
 from ..datasets import TASKS, archive_reader, write_tasks
 from ..datasets.fetch import default_cache
 from ..datasets.tasks import archives_of, check_names
-from ._common import folder, repo_of
+from ..paths import folder
+from ._common import repo_of
 
 HELP = "fetch the real quality tasks (DESIGN §5) as Parquet splits"
 

@@ -7,7 +7,8 @@ import json
 from rich.table import Table
 
 from ..demo import run_demo
-from ._common import folder, repo_of
+from ..paths import folder
+from ._common import repo_of
 
 HELP = "render a fresh package, train it on synthetic data, evaluate, export; print metrics and capacity"
 ALL_ROWS = "synthetic train rows (default 100,000; valid and test get a fifth each)"

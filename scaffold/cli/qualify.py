@@ -12,6 +12,7 @@ from ..defaults import config_path, training_defaults
 from ..errors import SmtError
 from ..fleet import discover
 from ..ledger import append, ledger_path
+from ..paths import output_file
 from ..qualify import Plan, Rule, qualify, without_effect
 from ..techniques import ad_hoc, load_catalogue
 from ..template import questions
@@ -80,6 +81,8 @@ def _check_args(args) -> None:
         raise SmtError(f"{', '.join(negative)}: the rule's percentages are 0 or more")
     if not 0 < args.confidence < 1:
         raise SmtError(f"--confidence must be between 0 and 1 (e.g. 0.95), got {args.confidence:g}")
+    if args.ledger:  # the record is written after the trainings: a bad path must fail now, not then
+        output_file(args.ledger, "--ledger")
 
 
 def run(args, console) -> int:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from ..errors import SmtError
 from ..ledger import ledger_path, read
+from ..paths import folder
 from ..report import write_report
-from ._common import folder, repo_of
+from ._common import repo_of
 
 HELP = "write DIR/index.html: fleet NE across versions, adoption matrix, qualification intervals, cycle summary"
 
