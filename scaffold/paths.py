@@ -18,10 +18,11 @@ def folder(path: Path, flag: str, what: str) -> Path:
     return path
 
 
-def in_the_way(folder: Path) -> str | None:
-    """What would stop ``mkdir -p folder``: "P is a file" or "P is a broken link", P the outermost of ``folder``
-    and its parents that is one; None when nothing is."""
-    for path in reversed((folder, *folder.parents)):
+def in_the_way(target: Path) -> str | None:
+    """What would stop ``mkdir -p target``: "P is a file" or "P is a broken link", P the outermost of ``target``
+    and its parents that is one; None when nothing is. (The packages have their own, in ``atomic``: a package
+    imports nothing of this tool.)"""
+    for path in reversed((target, *target.parents)):
         if path.is_symlink() and not path.exists():
             return f"{path} is a broken link"
         if path.exists() and not path.is_dir():
