@@ -50,6 +50,13 @@ def test_a_missing_test_file_stops_train_before_it_reads_anything(tmp_path, caps
     assert f"--test {missing} is not a file" in capsys.readouterr().err and not run.exists()
 
 
+def test_a_missing_config_file_stops_train_before_it_reads_anything(tmp_path, capsys):
+    train, valid, run, missing = (tmp_path / name for name in ("train.parquet", "valid.parquet", "run", "tarin.yaml"))
+    paths = ["--train", str(train), "--valid", str(valid), "--out", str(run)]
+    assert main(["train", *paths, "--config", str(missing)]) == 2
+    assert f"--config {missing} is not a file" in capsys.readouterr().err and not run.exists()  # was: the defaults
+
+
 def test_train_help_lists_every_training_option_with_its_default(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])

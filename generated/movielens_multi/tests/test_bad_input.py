@@ -127,7 +127,7 @@ def test_bad_training_options(tmp_path):
 def test_checkpoint_from_a_different_schema_is_refused(trained, tiny_schema):
     run, _ = trained
     other = schema_from_dict({**tiny_schema.to_dict(), "dense": [{"name": "price", "transform": "log"}]})
-    with pytest.raises(CheckpointError, match="different feature schema"):
+    with pytest.raises(CheckpointError, match=r"different feature schema than the one given \(--features"):
         load_trained(run, other)
 
 
@@ -263,6 +263,17 @@ def test_declaring_file_columns_keeps_earlier_checkpoints_usable(trained, tiny_s
     laid_out = schema_from_dict({**tiny_schema.to_dict(), "file_columns": list(reversed(tiny_schema.columns))})
     model, _, _ = load_trained(run, laid_out)  # a change of file layout only: the model still loads
     assert model is not None
+
+
+def test_resume_with_nothing_to_resume_says_so(tmp_path, schema):
+    good = _write(tmp_path, _good())
+    with pytest.raises(ConfigError, match="holds no training run to continue; train without --resume first"):
+        train(good, good, tmp_path / "run", config_from_dict({}), schema, resume=True, show_progress=False)
+
+
+def test_synth_into_a_folder_says_so(tmp_path, capsys):
+    assert main(["synth", "--rows", "10", "--out", str(tmp_path)]) == 2  # was: "unknown format ''"
+    assert f"it is a directory; give a file path, e.g. {tmp_path}/train.parquet" in capsys.readouterr().err
 
 
 def test_an_output_under_a_file_is_one_clear_error_and_the_file_stays(tmp_path, schema, capsys):

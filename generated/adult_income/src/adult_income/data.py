@@ -199,10 +199,11 @@ def write_table(table: pa.Table, path: str | Path, schema: FeatureSchema) -> Non
     """Write a table as Parquet, CSV (with header) or header-less TSV/TXT, chosen by suffix (atomically)."""
     path = Path(path)
     suffix = path.suffix.lower()
+    if path.is_dir():  # before the suffix: a folder named "data" is not an unknown format
+        example = path / f"train{suffix or '.parquet'}"
+        raise DataError(f"cannot write {path}: it is a directory; give a file path, e.g. {example}")
     if suffix not in PARQUET_SUFFIXES | DELIMITED_SUFFIXES:
         raise DataError(f"cannot write {path}: unknown format '{suffix}'; use .parquet, .csv or .tsv")
-    if path.is_dir():
-        raise DataError(f"cannot write {path}: it is a directory; give a file path, e.g. {path}/train{suffix}")
     with replacing(path) as tmp:
         if suffix in PARQUET_SUFFIXES:
             pq.write_table(table, tmp)

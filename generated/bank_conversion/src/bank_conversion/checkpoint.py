@@ -201,8 +201,8 @@ def check_compatible(meta: dict, spec: ModelSpec, schema: FeatureSchema, where: 
         )
     if model_fingerprint(meta.get("schema") or {}) != schema.fingerprint():
         raise CheckpointError(
-            f"checkpoint {where} was trained with a different feature schema than features.yaml; "
-            "retrain, or restore the features.yaml it was trained with"
+            f"checkpoint {where} was trained with a different feature schema than the one given (--features, "
+            "default: the package's features.yaml); retrain, or use the features.yaml it was trained with"
         )
 
 

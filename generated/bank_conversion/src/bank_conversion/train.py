@@ -107,6 +107,8 @@ def train(
     if blocked is not None:  # refused before any data is read, not after the encoding
         raise ConfigError(f"--out {out}: {blocked}, not a folder; pick a new path")
     last_path = out / ckpt.LAST
+    if resume and not last_path.exists():
+        raise ConfigError(f"--resume: {out} holds no training run to continue; train without --resume first")
     if last_path.exists() and not resume:
         raise ConfigError(f"{out} already holds a training run; pass --resume to continue it or pick a new --out")
     inputs = {"train": file_identity(train_path), "valid": file_identity(valid_path)}

@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", required=True)
     p.add_argument("--valid", required=True)
     p.add_argument("--out", required=True, help="training directory (checkpoints, log, metrics)")
-    p.add_argument("--config", default=str(DEFAULT_TRAIN_CONFIG), help="training overrides YAML")
+    p.add_argument("--config", help="training options YAML (default: the package's train.yaml, if any)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     p.add_argument("--quiet", action="store_true", help="no progress (bar on a terminal, else lines on stderr)")
     p.add_argument(
@@ -152,7 +152,8 @@ def _train(args) -> int:
     if args.resume and args.overrides:
         print("error: --resume continues the saved run exactly; drop the key=value overrides", file=sys.stderr)
         return 2
-    config = load_config(args.config, args.overrides)
+    own = DEFAULT_TRAIN_CONFIG if DEFAULT_TRAIN_CONFIG.is_file() else None  # model-owned: a package may drop it
+    config = load_config(args.config or own, args.overrides)
     try:
         show = False if args.quiet else None
         paths = (args.train, args.valid, args.out)

@@ -123,9 +123,11 @@ def options_help() -> str:
 
 
 def load_config(yaml_path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
-    """Defaults, then ``yaml_path`` (if it exists), then ``key=value`` overrides."""
+    """Defaults, then ``yaml_path`` (None: none), then ``key=value`` overrides."""
     values: dict = {}
-    if yaml_path is not None and Path(yaml_path).is_file():
+    if yaml_path is not None and not Path(yaml_path).is_file():  # a typo must not train on the defaults
+        raise ConfigError(f"--config {yaml_path} is not a file; give a YAML of training options, or leave it out")
+    if yaml_path is not None:
         try:
             loaded = yaml.safe_load(Path(yaml_path).read_text()) or {}
         except yaml.YAMLError:
