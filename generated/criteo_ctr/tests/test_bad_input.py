@@ -271,9 +271,29 @@ def test_resume_with_nothing_to_resume_says_so(tmp_path, schema):
         train(good, good, tmp_path / "run", config_from_dict({}), schema, resume=True, show_progress=False)
 
 
-def test_synth_into_a_folder_says_so(tmp_path, capsys):
+def test_synth_checks_its_out_path_before_it_makes_the_rows(tmp_path, capsys, monkeypatch):
+    import criteo_ctr.synth as synth_module
+
+    monkeypatch.setattr(synth_module, "synthesize", lambda *a, **k: pytest.fail("rows made before --out was checked"))
     assert main(["synth", "--rows", "10", "--out", str(tmp_path)]) == 2  # was: "unknown format ''"
     assert f"it is a directory; give a file path, e.g. {tmp_path}/train.parquet" in capsys.readouterr().err
+    assert main(["synth", "--rows", "10", "--out", str(tmp_path / "x.json")]) == 2
+    assert "unknown format '.json'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["synth", "--rows", "10", "--out", "OUT/x.parquet", "--seed", "-1"], "--seed >= 0, got --rows 10 --seed -1"),
+        (["export", "--checkpoint", "OUT", "--out", "OUT/m.pt2", "--repeats", "0"], "--repeats at least 1"),
+        (["export", "--checkpoint", "OUT", "--out", "OUT/m.pt2", "--batches", "0,64"], "sizes of 1 or more"),
+        (["export", "--checkpoint", "OUT", "--out", "OUT/m.pt2", "--batches", "a,b"], "got --batches 'a,b'"),
+    ],
+)
+def test_numbers_a_command_cannot_use_are_one_line(tmp_path, capsys, args, message):
+    assert main([a.replace("OUT", str(tmp_path)) for a in args]) == 2  # --seed -1 and --repeats 0 were tracebacks
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and not any(tmp_path.iterdir())
 
 
 def test_an_output_under_a_file_is_one_clear_error_and_the_file_stays(tmp_path, schema, capsys):

@@ -195,7 +195,13 @@ def _export(args) -> int:
     try:
         batches = tuple(int(b) for b in args.batches.split(","))
     except ValueError:
-        print(f"error: --batches must be comma-separated integers, got {args.batches!r}", file=sys.stderr)
+        batches = ()
+    if not batches or min(batches) < 1 or args.repeats < 1:
+        print(
+            f"error: --batches must be comma-separated sizes of 1 or more and --repeats at least 1, "
+            f"got --batches {args.batches!r} --repeats {args.repeats}",
+            file=sys.stderr,
+        )
         return 2
     result = export(args.checkpoint, args.out, _schema(args), latency_batches=batches, repeats=args.repeats)
     print(json.dumps(result, indent=2) if args.json else f"exported {result['artifact']} {result}")
@@ -204,12 +210,13 @@ def _export(args) -> int:
 
 def _synth(args) -> int:
     with frozen_imports(args.own_process):
-        from .data import write_table
+        from .data import writable, write_table
         from .synth import synthesize
 
-    if args.rows < 1:
-        print("error: --rows must be >= 1", file=sys.stderr)
+    if args.rows < 1 or args.seed < 0:
+        print(f"error: --rows must be >= 1 and --seed >= 0, got --rows {args.rows} --seed {args.seed}", file=sys.stderr)
         return 2
+    writable(args.out)  # a bad path fails now, not after the rows are made
     schema = _schema(args)
     write_table(synthesize(schema, args.rows, seed=args.seed), args.out, schema)
     print(f"wrote {args.rows} rows to {args.out}")

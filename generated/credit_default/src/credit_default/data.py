@@ -197,13 +197,8 @@ class ParquetColumns:
 
 def write_table(table: pa.Table, path: str | Path, schema: FeatureSchema) -> None:
     """Write a table as Parquet, CSV (with header) or header-less TSV/TXT, chosen by suffix (atomically)."""
-    path = Path(path)
+    path = writable(path)
     suffix = path.suffix.lower()
-    if path.is_dir():  # before the suffix: a folder named "data" is not an unknown format
-        example = path / f"train{suffix or '.parquet'}"
-        raise DataError(f"cannot write {path}: it is a directory; give a file path, e.g. {example}")
-    if suffix not in PARQUET_SUFFIXES | DELIMITED_SUFFIXES:
-        raise DataError(f"cannot write {path}: unknown format '{suffix}'; use .parquet, .csv or .tsv")
     with replacing(path) as tmp:
         if suffix in PARQUET_SUFFIXES:
             pq.write_table(table, tmp)
@@ -213,6 +208,19 @@ def write_table(table: pa.Table, path: str | Path, schema: FeatureSchema) -> Non
             ordered = table.select(schema.header_less_columns)
             options = pcsv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none")
             pcsv.write_csv(ordered, tmp, write_options=options)
+
+
+def writable(path: str | Path) -> Path:
+    """``path`` as a file ``write_table`` can write (a one-line DataError for a folder or an unknown suffix), so a
+    caller can check it before it makes the rows."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if path.is_dir():  # before the suffix: a folder named "data" is not an unknown format
+        example = path / f"train{suffix or '.parquet'}"
+        raise DataError(f"cannot write {path}: it is a directory; give a file path, e.g. {example}")
+    if suffix not in PARQUET_SUFFIXES | DELIMITED_SUFFIXES:
+        raise DataError(f"cannot write {path}: unknown format '{suffix}'; use .parquet, .csv or .tsv")
+    return path
 
 
 def _first_line(exc: Exception) -> str:
