@@ -148,14 +148,17 @@ def schema_from_dict(raw: object, source: str = "features.yaml") -> FeatureSchem
     if unknown:
         raise SchemaError(f"{source}: unknown key(s) {sorted(unknown)}; allowed: {sorted(TOP_LEVEL_KEYS)}")
     labels = raw.get("labels")
-    if not labels or not isinstance(labels, (list, tuple)) or not all(isinstance(x, str) for x in labels):
+    if not labels or not isinstance(labels, (list, tuple)) or not all(isinstance(x, str) and x for x in labels):
         raise SchemaError(f"{source}: 'labels' must list at least one label column, e.g. labels: [click]")
+    layout = raw.get("file_columns") or []
+    if not isinstance(layout, (list, tuple)) or not all(isinstance(x, str) and x for x in layout):
+        raise SchemaError(f"{source}: 'file_columns' must list the file's column names, e.g. [click, i1, c1]")
     schema = FeatureSchema(
         labels=tuple(labels),
         sparse=tuple(_features(raw, "sparse", SparseFeature, source)),
         multi_hot=tuple(_features(raw, "multi_hot", MultiHotFeature, source)),
         dense=tuple(_features(raw, "dense", DenseFeature, source)),
-        file_columns=tuple(raw.get("file_columns") or ()),
+        file_columns=tuple(layout),
     )
     _check_schema(schema, source)
     return schema
@@ -170,7 +173,7 @@ def _features(raw: dict, key: str, kind: type, source: str) -> list:
     for i, entry in enumerate(entries):
         if isinstance(entry, str):
             entry = {"name": entry}
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
             raise SchemaError(f"{source}: {key}[{i}] needs a 'name' (a column name)")
         extra = set(entry) - allowed
         if extra:
@@ -199,8 +202,8 @@ def _check_schema(schema: FeatureSchema, source: str) -> None:
             raise SchemaError(f"{source}: hashed feature '{f.name}' needs buckets >= 2, e.g. buckets: 100000")
         if f.encoding == "vocab" and f.buckets != 0:  # a vocabulary sizes itself: an ignored option would mislead
             raise SchemaError(
-                f"{source}: sparse feature '{f.name}' has buckets but vocab encoding; "
-                f"add encoding: hash to hash it into {f.buckets!r} buckets, or drop buckets"
+                f"{source}: sparse feature '{f.name}' sets buckets ({f.buckets!r}) but has vocab encoding; "
+                "add encoding: hash to hash it into that many buckets, or drop buckets"
             )
     for f in (*schema.sparse, *schema.multi_hot):
         if not isinstance(f.min_count, int) or f.min_count < 1:
