@@ -160,6 +160,8 @@ def adopt(
     """Make ``techniques`` template defaults, release, sync, record; the adoption record (also appended).
     ``run_tests=False`` skips each package's fast tests after its update (as ``smt sync --no-test``); the
     record says so (``package_tests``)."""
+    if override_reason is not None and not override_reason.strip():  # recorded as the evidence: it must say why
+        raise SmtError("--override-reason is blank; say why the technique is adopted without an accepted qualification")
     started = time.perf_counter()
     packages = discover(repo, None, fleet_file)
     ids = ", ".join(t.id for t in techniques)

@@ -694,3 +694,23 @@ def test_every_jobs_option_takes_one_worker_or_more(template_repo, capsys, comma
         with pytest.raises(SystemExit) as exit_:
             main(["--repo", str(template_repo), *command, "--jobs", value])
         assert exit_.value.code == 2 and f"argument --jobs: {message}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("reason", ["", "   "])
+def test_a_blank_override_reason_adopts_nothing(template_repo, capsys, reason):
+    from .helpers import git
+
+    before = (
+        git(template_repo, "status", "--porcelain"),
+        git(template_repo, "tag"),
+        git(template_repo, "rev-parse", "HEAD"),
+    )
+    assert main(["--repo", str(template_repo), "adopt", "emb_wd", "--override-reason", reason]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--override-reason is blank; say why" in err and "\n" not in err  # "   " released and synced before
+    after = (
+        git(template_repo, "status", "--porcelain"),
+        git(template_repo, "tag"),
+        git(template_repo, "rev-parse", "HEAD"),
+    )
+    assert after == before
