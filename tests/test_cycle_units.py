@@ -640,13 +640,13 @@ def test_a_package_without_its_config_py_is_one_clear_error_for_the_catalogue(tm
         package_training(package)
 
 
-def test_report_refuses_a_file_as_its_folder_and_names_a_bad_ledger_or_cycle_file(template_repo, tmp_path, capsys):
+def test_report_refuses_a_file_as_its_folder_and_names_a_bad_ledger_or_cycle_file(
+    template_repo, tmp_path, capsys, taken
+):
     def report(*extra):
         code = main(["--repo", str(template_repo), "report", *extra])
         return code, capsys.readouterr().err.strip()
 
-    taken = tmp_path / "taken"
-    taken.write_text("mine\n")
     code, err = report("--out", str(taken))
     assert code == 2 and "is a file; the report's index.html" in err and taken.read_text() == "mine\n"
     code, err = report("--out", str(taken / "report"))
@@ -676,16 +676,15 @@ def test_report_refuses_a_file_as_its_folder_and_names_a_bad_ledger_or_cycle_fil
     ],
 )
 def test_qualify_refuses_a_rule_or_plan_it_cannot_mean_and_the_ledger_stays_as_it_was(
-    template_repo, tmp_path, capsys, args, message
+    template_repo, tmp_path, capsys, taken, args, message
 ):
     ledger = template_repo / "ledger.jsonl"
     before = ledger.read_bytes() if ledger.exists() else None
-    (tmp_path / "taken").write_text("mine\n")
-    args = [a.replace("FILE", str(tmp_path / "taken")).replace("DIR", str(tmp_path)) for a in args]
+    args = [a.replace("FILE", str(taken)).replace("DIR", str(tmp_path)) for a in args]
     assert main(["--repo", str(template_repo), "qualify", "emb_wd", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
-    assert (ledger.read_bytes() if ledger.exists() else None) == before and (tmp_path / "taken").read_text() == "mine\n"
+    assert (ledger.read_bytes() if ledger.exists() else None) == before and taken.read_text() == "mine\n"
 
 
 @pytest.mark.parametrize("command", [["sync"], ["status"], ["check"], ["adopt", "emb_wd"], ["qualify", "emb_wd"]])

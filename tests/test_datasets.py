@@ -336,13 +336,11 @@ def test_wrong_checksum_and_offline_leave_the_cache_empty(tmp_path):
 
 @pytest.mark.parametrize("flag", ["--out", "--cache"])
 @pytest.mark.parametrize("below", [False, True])
-def test_fetch_refuses_a_file_where_its_folder_goes_before_it_fetches(tmp_path, capsys, flag, below):
+def test_fetch_refuses_a_file_where_its_folder_goes_before_it_fetches(tmp_path, capsys, taken, flag, below):
     from scaffold.cli import main
 
     from .helpers import REPO
 
-    taken = tmp_path / "taken"
-    taken.write_text("mine\n")
     others = ["--out", str(tmp_path / "data")] if flag == "--cache" else []
     path = taken / "sub" if below else taken
     assert main(["--repo", str(REPO), "data", "fetch", "adult_income", flag, str(path), *others]) == 2

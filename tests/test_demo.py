@@ -44,9 +44,7 @@ def test_demo_runs_the_whole_loop_and_prints_the_same_metrics_every_time(tmp_pat
         (["--rows", "3"], "got --epochs 3 --rows 3"),
     ],
 )
-def test_demo_refuses_what_it_cannot_run_before_it_renders(tmp_path, capsys, args, message):
-    taken = tmp_path / "taken"
-    taken.write_text("mine\n")
+def test_demo_refuses_what_it_cannot_run_before_it_renders(tmp_path, capsys, taken, args, message):
     (tmp_path / "link").symlink_to(tmp_path / "gone")
     args = [a.replace("FILE", str(taken)).replace("LINK", str(tmp_path / "link")) for a in args]
     assert main(["--repo", str(REPO), "demo", *args]) == 2

@@ -78,9 +78,9 @@ def test_existing_destination_is_refused(template_repo):
 
 
 @pytest.mark.parametrize("where", ["FILE", "FILE/pkg", "LINK/pkg"])
-def test_a_destination_that_is_or_lies_under_a_file_or_broken_link_is_one_line(template_repo, tmp_path, capsys, where):
-    taken = tmp_path / "taken"
-    taken.write_text("mine\n")
+def test_a_destination_that_is_or_lies_under_a_file_or_broken_link_is_one_line(
+    template_repo, tmp_path, capsys, taken, where
+):
     (tmp_path / "link").symlink_to(tmp_path / "gone")
     dest = where.replace("FILE", str(taken)).replace("LINK", str(tmp_path / "link"))
     assert main(["--repo", str(template_repo), "new", "ctr_a", "--dest", dest]) == 2

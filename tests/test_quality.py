@@ -223,9 +223,7 @@ def test_quality_report_compares_the_template_with_the_tuned_per_model_baseline(
         ([], "no package has task data under"),  # an empty table and exit 0 before
     ],
 )
-def test_bench_quality_refuses_bad_arguments_before_it_trains(template_repo, tmp_path, capsys, args, message):
-    taken = tmp_path / "taken"
-    taken.write_text("mine\n")
+def test_bench_quality_refuses_bad_arguments_before_it_trains(template_repo, tmp_path, capsys, taken, args, message):
     args = [a.replace("FILE", str(taken)).replace("DIR", str(tmp_path)) for a in args]
     assert main(["--repo", str(template_repo), "bench", "quality", "--data", str(tmp_path), *args]) == 2
     err = capsys.readouterr().err.strip()

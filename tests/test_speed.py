@@ -111,11 +111,9 @@ def test_bench_speed_rejects_a_variant_that_is_not_key_value(template_repo):
         (["--peers", "", "--work", "FILE/work"], "--work .*taken/work: .*taken is a file, not a folder"),
     ],
 )
-def test_bench_speed_refuses_bad_arguments_before_it_renders(template_repo, tmp_path, capsys, args, message):
+def test_bench_speed_refuses_bad_arguments_before_it_renders(template_repo, tmp_path, capsys, taken, args, message):
     from scaffold.cli import main
 
-    taken = tmp_path / "taken"
-    taken.write_text("mine\n")
     args = [a.replace("FILE", str(taken)) for a in args]
     assert main(["--repo", str(template_repo), "bench", "speed", "--work", str(tmp_path / "work"), *args]) == 2
     err = capsys.readouterr().err.strip()
